@@ -1,0 +1,85 @@
+// The configuration's shape and its defaults. Validation lives in schema.ts, loading in load.ts.
+// Every key has a visible default here so `config show` can print the effective configuration.
+import { DEFAULT_LIMITS, type Limits } from "../limits.ts";
+
+/** What happens to an infected message (DESIGN.md, Actions). */
+export type Action = "ignore" | "clean" | "delete" | "rename" | "quarantine" | "auto-clean";
+/** What happens to a message that could not be scanned completely (over a limit, encrypted, corrupt). */
+export type UnscannedAction = "deliver" | "delete" | "quarantine" | "tempfail";
+/** What happens when the scanner itself fails. tempfail: POP3 -ERR [SYS/TEMP], IMAP NO [UNAVAILABLE]. */
+export type ErrorAction = "tempfail" | "deliver" | "delete";
+export type UpstreamTls = "required" | "opportunistic" | "off";
+export type Protocol = "pop3" | "pop3s" | "imap" | "imaps";
+
+export interface ListenerAddress {
+  /** "host:port", "[v6]:port". */
+  address: string;
+  /** Fixed upstream "host:port": the proxy connects first and detects POP3/IMAP from the greeting. */
+  upstream?: string;
+}
+
+export interface ListenerConfig {
+  enabled: boolean;
+  /** Plain strings are shorthand for { address }. */
+  addresses: (string | ListenerAddress)[];
+}
+
+export interface Config {
+  /** Directory of ClamAV signature files (.hdb .hsb .ndb .cvd .cld); null: EICAR only. */
+  signatures: string | null;
+  action: Action;
+  onUnscanned: UnscannedAction;
+  onError: ErrorAction;
+  /** Add X-Virus-Status/X-Virus-Scanned to clean messages too (they then stop being byte-identical). */
+  tagClean: boolean;
+  /** Prefix added to the Subject of infected messages, e.g. "[VIRUS]"; "" for none. */
+  subjectTag: string;
+  /** Quarantine directory; null: $XDG_STATE_HOME/mailsentry/quarantine. */
+  quarantineDir: string | null;
+  limits: Limits;
+  listeners: Record<Protocol, ListenerConfig>;
+  upstreamTls: UpstreamTls;
+  /** Extra CA file (PEM) trusted for upstream servers, on top of the system roots and NODE_EXTRA_CA_CERTS. */
+  upstreamCaFile: string | null;
+  /** Hosts whose upstream certificate is not verified (logged as a warning on every connection). */
+  insecureUpstreamHosts: string[];
+  /** Upstream hosts/CIDRs a client may route to; required (non-empty) when any listener binds beyond loopback. */
+  upstreamAllowlist: string[];
+  /** Upstream ports a routed login may name. */
+  allowedUpstreamPorts: number[];
+  /** IPs/CIDRs of resolved upstream servers whose sessions are relayed without scanning. */
+  excludedServers: string[];
+  /** Executable names or paths of local client processes whose sessions are relayed without scanning. */
+  excludedApps: string[];
+  /** Extra DNS names / IPs for the client-leg leaf certificate (localhost, 127.0.0.1, ::1 are always in). */
+  tlsNames: string[];
+  logFormat: "text" | "json";
+  logLevel: "error" | "warn" | "info" | "debug";
+}
+
+export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
+  signatures: null,
+  action: "auto-clean",
+  onUnscanned: "deliver",
+  onError: "tempfail",
+  tagClean: false,
+  subjectTag: "",
+  quarantineDir: null,
+  limits: { ...DEFAULT_LIMITS },
+  listeners: {
+    pop3: { enabled: true, addresses: ["127.0.0.1:1110"] },
+    pop3s: { enabled: true, addresses: ["127.0.0.1:1995"] },
+    imap: { enabled: false, addresses: ["127.0.0.1:1143"] },
+    imaps: { enabled: false, addresses: ["127.0.0.1:1993"] },
+  },
+  upstreamTls: "opportunistic",
+  upstreamCaFile: null,
+  insecureUpstreamHosts: [],
+  upstreamAllowlist: [],
+  allowedUpstreamPorts: [110, 995, 143, 993],
+  excludedServers: [],
+  excludedApps: [],
+  tlsNames: [],
+  logFormat: "text",
+  logLevel: "info",
+}) as Config;

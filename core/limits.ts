@@ -1,0 +1,93 @@
+// Every byte, depth, count and time cap of mailsentry, validated in one place.
+// Names follow clamd's (MaxScanSize, MaxFileSize, …) so administrators recognise them.
+// 0 and Infinity are honest values ("nothing" / "no cap"); NaN, negatives and non-numbers are errors.
+
+export interface ScanLimits {
+  /** Bytes scanned per message (sum over every object scanned). clamd MaxScanSize. */
+  maxScanSize: number;
+  /** Size of one decoded or decompressed object. The seed's 30 MB decompressed limit. */
+  maxFileSize: number;
+  /** Nesting depth of messages inside messages and archives inside archives. */
+  maxRecursion: number;
+  /** Objects (parts + archive members) scanned per message. */
+  maxFiles: number;
+  /** Wall-clock time per message, in milliseconds. */
+  maxScanTime: number;
+}
+
+export interface ProxyLimits {
+  /** Longest command line a client may send before login is refused (RFC 1939 allows 255). */
+  maxClientLine: number;
+  /** Longest single response line accepted from an upstream server outside a message body. */
+  maxUpstreamLine: number;
+  /** Largest message the proxy will buffer for scanning; bigger ones follow onUnscanned. */
+  maxMessageSize: number;
+  /** Client idle timeout, ms. RFC 1939 requires at least 10 minutes. */
+  clientIdleTimeout: number;
+  /** Upstream connect timeout, ms. */
+  upstreamConnectTimeout: number;
+  /** Upstream read timeout (no bytes while a reply is awaited), ms. */
+  upstreamReadTimeout: number;
+  /** Deadline for sessions in flight when the proxy is asked to stop, ms. */
+  drainTimeout: number;
+}
+
+export type Limits = ScanLimits & ProxyLimits;
+
+const MB = 1024 * 1024;
+
+export const DEFAULT_SCAN_LIMITS: Readonly<ScanLimits> = Object.freeze({
+  maxScanSize: 100 * MB,
+  maxFileSize: 30 * MB,
+  maxRecursion: 16,
+  maxFiles: 10_000,
+  maxScanTime: 30_000,
+});
+
+export const DEFAULT_PROXY_LIMITS: Readonly<ProxyLimits> = Object.freeze({
+  maxClientLine: 8 * 1024,
+  maxUpstreamLine: 64 * 1024,
+  maxMessageSize: 100 * MB,
+  clientIdleTimeout: 10 * 60_000,
+  upstreamConnectTimeout: 30_000,
+  upstreamReadTimeout: 5 * 60_000,
+  drainTimeout: 30_000,
+});
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({ ...DEFAULT_SCAN_LIMITS, ...DEFAULT_PROXY_LIMITS });
+
+/** Lower bounds that are not 0: below them the product would break its promises. */
+const MINIMUM: Partial<Record<keyof Limits, number>> = {
+  clientIdleTimeout: 10 * 60_000, // RFC 1939 §3: an autologout timer MUST be at least 10 minutes
+  maxClientLine: 512,
+  maxUpstreamLine: 512,
+};
+
+export class LimitError extends Error {
+  constructor(readonly key: string, message: string) {
+    super(message);
+    this.name = "LimitError";
+  }
+}
+
+/** Checks one value; returns it as a number or throws a LimitError naming the key. */
+export function validateLimit(key: keyof Limits, value: unknown): number {
+  if (typeof value !== "number" || Number.isNaN(value)) {
+    throw new LimitError(key, `${key}: expected a number, got ${JSON.stringify(value)}`);
+  }
+  if (value < 0) throw new LimitError(key, `${key}: must not be negative (got ${value})`);
+  const min = MINIMUM[key];
+  if (min !== undefined && value < min) throw new LimitError(key, `${key}: must be at least ${min} (got ${value})`);
+  return value;
+}
+
+/** Merges overrides onto the defaults, validating every key; unknown keys are refused. */
+export function resolveLimits(overrides: Record<string, unknown> = {}): Limits {
+  const out: Limits = { ...DEFAULT_LIMITS };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value === undefined) continue;
+    if (!(key in DEFAULT_LIMITS)) throw new LimitError(key, `${key}: not a known limit`);
+    out[key as keyof Limits] = validateLimit(key as keyof Limits, value);
+  }
+  return out;
+}
