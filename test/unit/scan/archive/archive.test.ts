@@ -1,0 +1,125 @@
+// Archive readers: sniffing by magic bytes, members of zip/gzip/tar, and every way extraction can fail.
+import { describe, expect, test } from "bun:test";
+import { readArchive, sniffArchive, type ArchiveMember } from "../../../../core/scan/archive/index.ts";
+import { gzip, gzipBomb, makeTar, makeZip, zipBomb } from "../../../helpers/archives.ts";
+
+const MB = 1 << 20;
+const text = (d: Uint8Array) => new TextDecoder().decode(d);
+
+async function members(data: Uint8Array, name = "a", maxFileSize = 10 * MB): Promise<ArchiveMember[]> {
+  const kind = sniffArchive(data);
+  if (!kind) throw new Error("not an archive");
+  const out: ArchiveMember[] = [];
+  for await (const m of readArchive(kind, data, name, { maxFileSize })) out.push(m);
+  return out;
+}
+
+const summary = (ms: ArchiveMember[]) => ms.map((m) => ("data" in m ? [m.name, text(m.data)] : [m.name, m.unscanned]));
+
+describe("sniffArchive", () => {
+  test("recognises zip, gzip and tar and nothing else", async () => {
+    expect(sniffArchive(await makeZip([{ name: "a", data: "x" }]))).toBe("zip");
+    expect(sniffArchive(await makeZip([]))).toBe("zip");
+    expect(sniffArchive(gzip("x"))).toBe("gzip");
+    expect(sniffArchive(makeTar([{ name: "a", data: "x" }]))).toBe("tar");
+    expect(sniffArchive(new TextEncoder().encode("PK is not enough"))).toBeNull();
+    expect(sniffArchive(new Uint8Array(4096).fill(0x41))).toBeNull();
+    expect(sniffArchive(new Uint8Array(1024))).toBeNull();
+    expect(sniffArchive(new Uint8Array(0))).toBeNull();
+  });
+});
+
+describe("zip", () => {
+  test("yields every file member with its bytes, skipping directories", async () => {
+    const zip = await makeZip([{ name: "a.txt", data: "alpha" }, { name: "dir/", data: "" }, { name: "dir/b.txt", data: "beta" }]);
+    const got = summary(await members(zip)).filter(([n]) => n !== "dir/");
+    expect(got).toEqual([["a.txt", "alpha"], ["dir/b.txt", "beta"]]);
+  });
+
+  test("an encrypted member is reported, its clear siblings still read", async () => {
+    const zip = await makeZip([{ name: "secret.exe", data: "hidden", password: "pw" }, { name: "plain.txt", data: "open" }]);
+    expect(summary(await members(zip))).toEqual([["secret.exe", "encrypted"], ["plain.txt", "open"]]);
+  });
+
+  test("a bomb stops at maxFileSize, fast and without inflating it", async () => {
+    const bomb = zipBomb(1024); // 1 GiB of zeros in ~1 MB
+    expect(bomb.length).toBeLessThan(2 * MB);
+    const t0 = performance.now();
+    expect(summary(await members(bomb, "b.zip", 10 * MB))).toEqual([["bomb.bin", "too-large"]]);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  test("a bomb lying about its size is stopped by the capped sink, with bounded memory", async () => {
+    const bomb = zipBomb(1024, "liar.bin", 1000);
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const [m] = await members(bomb, "b.zip", 10 * MB);
+    expect(m.name).toBe("liar.bin");
+    expect("data" in m).toBe(false); // too-large or corrupt: never its data
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(200 * MB);
+  });
+
+  test("an honest member larger than the cap is too-large, one under it is read", async () => {
+    const zip = await makeZip([{ name: "big", data: new Uint8Array(3000) }, { name: "small", data: "ok" }]);
+    expect(summary(await members(zip, "z", 2000))).toEqual([["big", "too-large"], ["small", "ok"]]);
+  });
+
+  test("a truncated zip is corrupt, not an exception", async () => {
+    const zip = await makeZip([{ name: "a.txt", data: "alpha".repeat(100) }]);
+    expect(summary(await members(zip.subarray(0, zip.length - 30)))).toEqual([["", "corrupt"]]);
+  });
+
+  test("a member whose compressed data is damaged is corrupt", async () => {
+    const zip = await makeZip([{ name: "a.txt", data: "alpha beta gamma ".repeat(500) }]);
+    const broken = Uint8Array.from(zip);
+    for (let i = 40; i < 80; i++) broken[i] = 0xff;
+    const got = await members(broken);
+    expect(got.length).toBeGreaterThan(0);
+    expect(got.every((m) => "unscanned" in m && m.unscanned === "corrupt")).toBe(true);
+  });
+});
+
+describe("gzip", () => {
+  test("one member named after the archive", async () => {
+    expect(summary(await members(gzip("hello"), "notes.txt.gz"))).toEqual([["notes.txt", "hello"]]);
+    expect(summary(await members(gzip("x"), "dir/pack.tgz"))).toEqual([["pack.tar", "x"]]);
+  });
+
+  test("a gzip bomb stops at maxFileSize quickly", async () => {
+    const bomb = gzipBomb(1024);
+    const t0 = performance.now();
+    expect(summary(await members(bomb, "z.gz", 10 * MB))).toEqual([["z", "too-large"]]);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  test("a truncated stream is corrupt", async () => {
+    const gz = gzip("hello world ".repeat(1000));
+    expect(summary(await members(gz.subarray(0, gz.length - 20), "a.gz"))).toEqual([["a", "corrupt"]]);
+  });
+});
+
+describe("tar", () => {
+  test("members by name, long names through pax headers, contents exact", async () => {
+    const long = "deep/".repeat(30) + "file.txt";
+    const tar = makeTar([{ name: "a.txt", data: "alpha" }, { name: long, data: "x".repeat(700) }, { name: "empty", data: "" }]);
+    expect(summary(await members(tar))).toEqual([["a.txt", "alpha"], [long, "x".repeat(700)], ["empty", ""]]);
+  });
+
+  test("a member over maxFileSize is too-large; a damaged header is corrupt; truncation is corrupt", async () => {
+    const tar = makeTar([{ name: "big", data: new Uint8Array(5000) }, { name: "ok", data: "fine" }]);
+    expect(summary(await members(tar, "t", 4000))).toEqual([["big", "too-large"], ["ok", "fine"]]);
+    const bad = Uint8Array.from(tar);
+    bad[512 * 11 + 10] ^= 0xff; // header of the second member (after 1 + 10 blocks)
+    expect(summary(await members(bad, "t"))).toEqual([["big", "\0".repeat(5000)], ["", "corrupt"]]);
+    expect(summary(await members(tar.subarray(0, 2048), "t"))).toEqual([["big", "corrupt"]]);
+  });
+
+  test("tar.gz unpacks to a tar", async () => {
+    const tgz = gzip(makeTar([{ name: "in.txt", data: "inside" }]));
+    const [outer] = await members(tgz, "x.tar.gz");
+    expect(outer.name).toBe("x.tar");
+    if (!("data" in outer)) throw new Error("expected data");
+    expect(summary(await members(outer.data))).toEqual([["in.txt", "inside"]]);
+  });
+});
