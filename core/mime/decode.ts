@@ -1,0 +1,187 @@
+// Transfer decoding of part bodies (base64, quoted-printable, uuencode). Lenient like mail clients:
+// what a client would still show or save must reach the scanner, so junk is skipped, never fatal.
+import type { MimePart } from "./types.ts";
+
+const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
+const TAB = 0x09;
+const EQ = 0x3d;
+
+function asBuffer(buf: Uint8Array): Buffer {
+  return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/**
+ * Base64 with Buffer's native decoder, which skips whitespace and junk and accepts missing padding.
+ * It stops at the first "=", so text after padding (concatenated encodings) is decoded piece by piece.
+ * The latin1 string is the one unavoidable copy: the native decoder takes strings only.
+ */
+export function decodeBase64(bytes: Uint8Array): Uint8Array {
+  const b = asBuffer(bytes);
+  const first = b.indexOf(EQ);
+  if (first === -1 || !hasBase64After(b, first)) return Buffer.from(b.latin1Slice(), "base64");
+  const pieces: Buffer[] = [];
+  let pos = 0;
+  while (pos < b.length) {
+    let eq = b.indexOf(EQ, pos);
+    if (eq === -1) eq = b.length;
+    if (eq > pos) pieces.push(Buffer.from(b.latin1Slice(pos, eq), "base64"));
+    pos = eq;
+    while (pos < b.length && b[pos] === EQ) pos++;
+  }
+  return Buffer.concat(pieces);
+}
+
+function isBase64Char(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f;
+}
+
+/** Whether any base64 alphabet byte follows offset i (bounded: padding is near the end normally). */
+function hasBase64After(b: Buffer, i: number): boolean {
+  for (let k = i + 1; k < b.length; k++) if (isBase64Char(b[k]!)) return true;
+  return false;
+}
+
+function hexVal(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/**
+ * Quoted-printable (RFC 2045 §6.7): =XX becomes a byte, "=" before a line end (blanks allowed in
+ * between) is a soft break, and a "=" that starts neither stays as it is. Runs without "=" are
+ * copied natively; only the escapes are handled in JS.
+ */
+export function decodeQuotedPrintable(bytes: Uint8Array): Uint8Array {
+  const b = asBuffer(bytes);
+  const out = Buffer.allocUnsafe(b.length);
+  let o = 0;
+  let pos = 0;
+  const len = b.length;
+  while (pos < len) {
+    let eq = b.indexOf(EQ, pos);
+    if (eq === -1) eq = len;
+    if (eq > pos) {
+      o += b.copy(out, o, pos, eq);
+    }
+    if (eq >= len) break;
+    const h = hexVal(b[eq + 1] ?? -1);
+    const l = h >= 0 ? hexVal(b[eq + 2] ?? -1) : -1;
+    if (h >= 0 && l >= 0) {
+      out[o++] = (h << 4) | l;
+      pos = eq + 3;
+      continue;
+    }
+    let k = eq + 1;
+    while (k < len && (b[k] === SP || b[k] === TAB)) k++;
+    if (k >= len) { pos = len; continue; } // "=" at the very end: a soft break with nothing after
+    if (b[k] === LF) { pos = k + 1; continue; }
+    if (b[k] === CR && b[k + 1] === LF) { pos = k + 2; continue; }
+    out[o++] = EQ; // not an escape: keep it literally
+    pos = eq + 1;
+  }
+  return out.subarray(0, o);
+}
+
+/** The body of part decoded by its Content-Transfer-Encoding; identity encodings return a view (no copy). */
+export function decodePartBody(buf: Uint8Array, part: MimePart): Uint8Array {
+  const body = buf.subarray(part.bodyStart, part.bodyEnd);
+  switch (part.transferEncoding) {
+    case "base64":
+      return decodeBase64(body);
+    case "quoted-printable":
+      return decodeQuotedPrintable(body);
+    case "x-uuencode":
+    case "x-uue":
+    case "uuencode":
+    case "uue": {
+      const blocks = findUuencoded(body);
+      return blocks.length > 0 ? blocks[0]!.data : body;
+    }
+    default:
+      return body;
+  }
+}
+
+export interface UuBlock {
+  filename: string;
+  data: Uint8Array;
+  /** Offsets in body: the "begin" line start and just past the "end" line (or where decoding stopped). */
+  start: number;
+  end: number;
+}
+
+const BEGIN = Buffer.from("begin ");
+
+/**
+ * Finds uuencoded files in a text body: "begin <mode> <name>" at a line start, encoded lines, then
+ * "end". Lenient: a missing "end" ends the block at the first line that is not uuencoded data or at
+ * the end of the body; short or over-long lines decode what they hold.
+ */
+export function findUuencoded(body: Uint8Array): UuBlock[] {
+  const b = asBuffer(body);
+  const blocks: UuBlock[] = [];
+  let pos = 0;
+  while (pos < b.length) {
+    const i = b.indexOf(BEGIN, pos);
+    if (i === -1) break;
+    pos = i + 1;
+    if (i > 0 && b[i - 1] !== LF) continue;
+    const headEnd = lineEnd(b, i);
+    const head = b.latin1Slice(i, trimEol(b, i, headEnd));
+    const m = /^begin [0-7]{1,4} +(.+?)\s*$/.exec(head);
+    if (!m) continue;
+    const { data, end } = decodeUuLines(b, headEnd);
+    blocks.push({ filename: m[1]!, data, start: i, end });
+    pos = end;
+  }
+  return blocks;
+}
+
+function lineEnd(b: Buffer, pos: number): number {
+  const nl = b.indexOf(LF, pos);
+  return nl === -1 ? b.length : nl + 1;
+}
+
+function trimEol(b: Buffer, start: number, end: number): number {
+  if (end > start && b[end - 1] === LF) end--;
+  if (end > start && b[end - 1] === CR) end--;
+  return end;
+}
+
+function decodeUuLines(b: Buffer, from: number): { data: Uint8Array; end: number } {
+  const out: number[] = [];
+  const chunks: Uint8Array[] = [];
+  let pos = from;
+  while (pos < b.length) {
+    const next = lineEnd(b, pos);
+    const textEnd = trimEol(b, pos, next);
+    const n = textEnd - pos;
+    if (n === 3 && b[pos] === 0x65 && b[pos + 1] === 0x6e && b[pos + 2] === 0x64) return { data: join(chunks, out), end: next }; // "end"
+    if (n === 0) { pos = next; continue; }
+    const count = (b[pos]! - SP) & 0x3f;
+    if (count === 0) { pos = next; continue; } // "`" or " ": the zero-length line before "end"
+    // A data line holds its length character plus ceil(count/3)*4 characters in the range 0x20..0x60.
+    let valid = true;
+    for (let k = pos; k < textEnd; k++) if (b[k]! < 0x20 || b[k]! > 0x60) { valid = false; break; }
+    if (!valid) return { data: join(chunks, out), end: pos };
+    const line: number[] = [];
+    for (let k = pos + 1; k + 1 < textEnd && line.length < count; k += 4) {
+      const c0 = (b[k]! - SP) & 0x3f, c1 = (b[k + 1]! - SP) & 0x3f;
+      const c2 = k + 2 < textEnd ? (b[k + 2]! - SP) & 0x3f : 0, c3 = k + 3 < textEnd ? (b[k + 3]! - SP) & 0x3f : 0;
+      line.push(((c0 << 2) | (c1 >> 4)) & 0xff, ((c1 << 4) | (c2 >> 2)) & 0xff, ((c2 << 6) | c3) & 0xff);
+    }
+    for (let k = 0; k < Math.min(count, line.length); k++) out.push(line[k]!);
+    if (out.length >= 65536) { chunks.push(Uint8Array.from(out)); out.length = 0; }
+    pos = next;
+  }
+  return { data: join(chunks, out), end: b.length };
+}
+
+function join(chunks: Uint8Array[], tail: number[]): Uint8Array {
+  if (tail.length) chunks.push(Uint8Array.from(tail));
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
