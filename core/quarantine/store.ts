@@ -1,0 +1,183 @@
+// The quarantine: originals of withheld messages, one <id>.eml plus <id>.json (metadata) each.
+// Writes are atomic (temp file in the same directory, fsync, rename) and the .json is written last,
+// so an entry exists exactly when its metadata does; a crash leaves only ignorable temp/orphan files.
+// Owner-only modes: quarantined mail is still someone's private mail.
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { chmod, link, mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Verdict } from "../scan/verdict.ts";
+
+export interface QuarantineEntry {
+  /** Sortable by time, unguessable: "20240101T100000123Z-<16 hex>". */
+  id: string;
+  /** ISO 8601. */
+  time: string;
+  verdict: Verdict;
+  /** Where the message came from, e.g. "pop3 alice@mail.example.org #3" or a file path. */
+  source: string;
+  size: number;
+  sha256: string;
+  /** Absolute path of the stored .eml. */
+  path: string;
+}
+
+export type QuarantineErrorCode = "bad-id" | "not-found" | "exists" | "corrupt";
+
+export class QuarantineError extends Error {
+  constructor(readonly code: QuarantineErrorCode, message: string) {
+    super(message);
+    this.name = "QuarantineError";
+  }
+}
+
+/** Also the path-traversal guard: an id is used in file names only when it matches this. */
+const ID_RE = /^\d{8}T\d{9}Z-[0-9a-f]{16}$/;
+const TMP_PREFIX = ".tmp-";
+
+export function isQuarantineId(id: string): boolean {
+  return ID_RE.test(id);
+}
+
+function newId(now: Date): string {
+  const stamp = now.toISOString().replace(/[-:.]/g, ""); // 20240101T100000123Z
+  return `${stamp}-${randomBytes(8).toString("hex")}`;
+}
+
+function sha256(data: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+}
+
+export class QuarantineStore {
+  readonly dir: string;
+  #ready: Promise<void> | null = null;
+
+  constructor(dir: string) {
+    this.dir = resolve(dir);
+  }
+
+  /** Stores the original; resolves once both files are durable and the entry is listed. */
+  async put(raw: Uint8Array, meta: { verdict: Verdict; source: string }): Promise<QuarantineEntry> {
+    await this.#ensureDir();
+    const now = new Date();
+    const id = newId(now);
+    const path = join(this.dir, `${id}.eml`);
+    const entry: QuarantineEntry = { id, time: now.toISOString(), verdict: meta.verdict, source: meta.source, size: raw.length, sha256: sha256(raw), path };
+    await this.#writeAtomic(path, raw);
+    const { path: _omit, ...stored } = entry; // the path is derived on read, so a moved directory still works
+    await this.#writeAtomic(join(this.dir, `${id}.json`), new TextEncoder().encode(`${JSON.stringify(stored, null, 2)}\n`));
+    await this.#syncDir();
+    return entry;
+  }
+
+  /** Every complete entry, oldest first. Temp files, orphan .eml files and unreadable metadata are skipped. */
+  async list(): Promise<QuarantineEntry[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw e;
+    }
+    const ids = names.filter((n) => n.endsWith(".json") && isQuarantineId(n.slice(0, -5))).map((n) => n.slice(0, -5)).sort();
+    const entries = await Promise.all(ids.map((id) => this.#readEntry(id)));
+    return entries.filter((e): e is QuarantineEntry => e !== null);
+  }
+
+  async get(id: string): Promise<{ entry: QuarantineEntry; bytes: Uint8Array } | null> {
+    if (!isQuarantineId(id)) return null;
+    const entry = await this.#readEntry(id);
+    if (!entry) return null;
+    try {
+      return { entry, bytes: new Uint8Array(await readFile(entry.path)) };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw e;
+    }
+  }
+
+  /**
+   * Writes the original message to dest: a directory (then as <id>.eml inside it) or a file path.
+   * Never overwrites: an existing file is a QuarantineError "exists". The content is checked against
+   * the recorded sha256 first ("corrupt" otherwise). Returns the path written.
+   */
+  async restore(id: string, dest: string): Promise<string> {
+    if (!isQuarantineId(id)) throw new QuarantineError("bad-id", `not a quarantine id: ${JSON.stringify(id)}`);
+    const got = await this.get(id);
+    if (!got) throw new QuarantineError("not-found", `no quarantine entry ${id}`);
+    if (sha256(got.bytes) !== got.entry.sha256) throw new QuarantineError("corrupt", `quarantine entry ${id} does not match its checksum`);
+    let target = resolve(dest);
+    const st = await stat(target).catch(() => null);
+    if (st?.isDirectory()) target = join(target, `${id}.eml`);
+    // Write beside the target, then link(2): it fails with EEXIST instead of replacing, so a file
+    // created meanwhile is never clobbered and a reader never sees half a message.
+    const tmp = join(resolve(target, ".."), `${TMP_PREFIX}${randomBytes(8).toString("hex")}`);
+    await writeDurable(tmp, got.bytes);
+    try {
+      await link(tmp, target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") throw new QuarantineError("exists", `${target} already exists`);
+      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw e;
+      // No hard links here (vfat, some FUSE mounts): exclusive create still never overwrites.
+      await writeDurable(target, got.bytes).catch((e2) => {
+        if ((e2 as NodeJS.ErrnoException).code === "EEXIST") throw new QuarantineError("exists", `${target} already exists`);
+        throw e2;
+      });
+    } finally {
+      await unlink(tmp).catch(() => {});
+    }
+    return target;
+  }
+
+  async #readEntry(id: string): Promise<QuarantineEntry | null> {
+    try {
+      const m = JSON.parse(await readFile(join(this.dir, `${id}.json`), "utf8")) as Omit<QuarantineEntry, "path">;
+      if (m.id !== id || typeof m.sha256 !== "string" || typeof m.size !== "number") return null;
+      return { id, time: m.time, verdict: m.verdict, source: m.source, size: m.size, sha256: m.sha256, path: join(this.dir, `${id}.eml`) };
+    } catch {
+      return null; // missing or half-written by something other than us: not an entry
+    }
+  }
+
+  #ensureDir(): Promise<void> {
+    this.#ready ??= (async () => {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      await chmod(this.dir, 0o700); // mkdir's mode is masked by umask and ignored for an existing dir
+    })().catch((e) => {
+      this.#ready = null;
+      throw e;
+    });
+    return this.#ready;
+  }
+
+  async #writeAtomic(path: string, data: Uint8Array): Promise<void> {
+    const tmp = join(this.dir, `${TMP_PREFIX}${randomBytes(8).toString("hex")}`);
+    try {
+      await writeDurable(tmp, data);
+      await rename(tmp, path);
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
+  }
+
+  async #syncDir(): Promise<void> {
+    const h = await open(this.dir, constants.O_RDONLY).catch(() => null);
+    if (!h) return;
+    await h.sync().catch(() => {}); // not every filesystem can fsync a directory; the data files are synced
+    await h.close();
+  }
+}
+
+/** Creates path exclusively with mode 0600, writes all of data and fsyncs it. */
+async function writeDurable(path: string, data: Uint8Array): Promise<void> {
+  const h = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  try {
+    let off = 0;
+    while (off < data.length) off += (await h.write(data, off, data.length - off)).bytesWritten;
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
