@@ -1,0 +1,300 @@
+// The scan pipeline: message → parts (decoded, uuencode blocks, nested messages) → archive members,
+// each handed to the engine under the ScanLimits. It reports what it found as a ScanResult; it never
+// decides an action. Awaits happen only when the engine is async or an archive is opened.
+import type { ScanLimits } from "../limits.ts";
+import { decodePartBody, findUuencoded } from "../mime/decode.ts";
+import { parseMessage } from "../mime/parse.ts";
+import type { MimePart } from "../mime/types.ts";
+import { readArchive, sniffArchive, type ArchiveKind } from "./archive/index.ts";
+import type { Detection, Engine } from "./engine.ts";
+import { worse, type Finding, type ScanResult, type UnscannedReason, type Verdict } from "./verdict.ts";
+
+export interface ScanContext {
+  engine: Engine;
+  limits: ScanLimits;
+}
+
+const SEP = " › ";
+
+/** Scans a whole message: every decoded leaf, uuencoded blocks, nested messages, archives, and the raw bytes. */
+export async function scanMessage(
+  raw: Uint8Array,
+  ctx: ScanContext,
+  tree?: MimePart,
+): Promise<{ result: ScanResult; tree: MimePart }> {
+  const run = new Run(ctx);
+  let root = tree;
+  if (!root) {
+    try {
+      const maxParts = Number.isFinite(ctx.limits.maxFiles) ? ctx.limits.maxFiles : undefined;
+      root = parseMessage(raw, maxParts === undefined ? {} : { maxParts });
+    } catch {
+      // An unparseable message is still scanned as raw bytes; its parts stay unscanned.
+      run.unscanned("corrupt", "message", "");
+      root = emptyTree(raw);
+    }
+  }
+  const leaves: Leaf[] = [];
+  collectLeaves(root, "", null, true, 0, ctx.limits.maxRecursion, leaves, run);
+  for (const leaf of leaves) {
+    if (run.stopped) break;
+    const pending = run.scanLeaf(raw, leaf);
+    if (pending) await pending;
+  }
+  const pending = run.scanRaw(raw);
+  if (pending) await pending;
+  return { result: run.result(), tree: root };
+}
+
+/** Scans one file that is not a message: its bytes, and, when it is an archive, its members recursively. */
+export async function scanObject(data: Uint8Array, name: string, ctx: ScanContext): Promise<ScanResult> {
+  const run = new Run(ctx);
+  const pending = run.scanItem(data, name, baseName(name), "", 0);
+  if (pending) await pending;
+  return run.result();
+}
+
+/** True when the first lines look like a mail header block (or an mbox "From " line before one). */
+export function looksLikeMessage(data: Uint8Array): boolean {
+  const head = Buffer.from(data.buffer, data.byteOffset, Math.min(data.length, 8192));
+  if (head.indexOf(0) >= 0) return false;
+  const lines = head.toString("latin1").split(/\r?\n/);
+  if (lines.length < 2) return false; // a header block needs its terminating blank line (or more fields)
+  let i = lines[0].startsWith("From ") ? 1 : 0;
+  let fields = 0;
+  let known = false;
+  for (; i < lines.length - 1; i++) {
+    const line = lines[i];
+    if (line === "") break;
+    if ((line[0] === " " || line[0] === "\t") && fields > 0) continue; // folded continuation
+    const m = /^([!-9;-~]+):/.exec(line);
+    if (!m) return false;
+    fields++;
+    if (KNOWN_FIELDS.has(m[1].toLowerCase())) known = true;
+  }
+  return fields > 0 && (known || fields >= 3);
+}
+
+const KNOWN_FIELDS = new Set([
+  "from", "to", "cc", "subject", "date", "message-id", "mime-version", "content-type", "received",
+  "return-path", "delivered-to", "reply-to", "sender", "x-mailer", "dkim-signature", "authentication-results",
+]);
+
+interface Leaf {
+  part: MimePart;
+  /** Human-readable location, e.g. `message "fwd.eml" › attachment "x.exe"`. */
+  path: string;
+  /** The part whose removal cleans the message (the outermost attached message for nested ones). */
+  partId: string;
+  depth: number;
+}
+
+/** Flattens the tree into leaves in document order; truncated and too-deep nodes become findings. */
+function collectLeaves(
+  part: MimePart, prefix: string, heldBy: string | null, isRoot: boolean, depth: number, maxDepth: number,
+  out: Leaf[], run: Run,
+): void {
+  const partId = heldBy ?? part.id;
+  if (part.truncated) run.unscanned(part.truncated, prefix + label(part, isRoot), partId);
+  if (part.message) {
+    const path = prefix + messageLabel(part);
+    if (depth + 1 > maxDepth) run.unscanned("too-deep", path, partId);
+    else collectLeaves(part.message, path + SEP, partId, true, depth + 1, maxDepth, out, run);
+    return;
+  }
+  if (part.children.length > 0) {
+    for (const child of part.children) collectLeaves(child, prefix, heldBy, false, depth, maxDepth, out, run);
+    return;
+  }
+  if (part.contentType.startsWith("multipart/")) return; // a multipart with no parts holds nothing to decode
+  out.push({ part, path: prefix + label(part, isRoot), partId, depth });
+}
+
+function label(part: MimePart, isRoot: boolean): string {
+  if (part.filename) return `attachment "${part.filename}"`;
+  return isRoot ? `body (${part.contentType})` : `part ${part.id} (${part.contentType})`;
+}
+
+function messageLabel(part: MimePart): string {
+  return part.filename ? `message "${part.filename}"` : `message (part ${part.id})`;
+}
+
+function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+function emptyTree(raw: Uint8Array): MimePart {
+  return {
+    id: "", start: 0, headerEnd: 0, bodyStart: 0, bodyEnd: raw.length, headers: [], contentType: "multipart/mixed",
+    params: {}, transferEncoding: "7bit", disposition: "", children: [], depth: 0,
+  };
+}
+
+const BEGIN = Buffer.from("begin ");
+
+/** The state of one scan: findings, budgets and the deadline. One per message or file. */
+class Run {
+  readonly findings: Finding[] = [];
+  bytesScanned = 0;
+  objects = 0;
+  /** Objects admitted so far (parts + archive members) against maxFiles. */
+  private files = 0;
+  /** Set once scanning must stop altogether (time-limit, too-many-files); reported once. */
+  stopped: UnscannedReason | null = null;
+  private engineFailed = false;
+  private readonly deadline: number;
+  private readonly engine: Engine;
+  private readonly limits: ScanLimits;
+
+  constructor(ctx: ScanContext) {
+    this.engine = ctx.engine;
+    this.limits = ctx.limits;
+    this.deadline = performance.now() + ctx.limits.maxScanTime;
+  }
+
+  unscanned(reason: UnscannedReason, path: string, partId: string): void {
+    this.findings.push({ verdict: { kind: "unscanned", reason, path }, partId });
+  }
+
+  scanLeaf(raw: Uint8Array, leaf: Leaf): void | Promise<void> {
+    let body: Uint8Array;
+    try {
+      body = decodePartBody(raw, leaf.part);
+    } catch {
+      this.unscanned("corrupt", leaf.path, leaf.partId);
+      return;
+    }
+    const name = leaf.part.filename ?? "";
+    const pending = this.scanItem(body, leaf.path, name, leaf.partId, leaf.depth);
+    const uu = leaf.part.contentType.startsWith("text/") && Buffer.from(body.buffer, body.byteOffset, body.length).indexOf(BEGIN) >= 0;
+    if (!uu) return pending;
+    return (async () => {
+      if (pending) await pending;
+      for (const block of findUuencoded(body)) {
+        if (this.stopped) return;
+        const p = this.scanItem(block.data, `${leaf.path}${SEP}uuencoded "${block.filename}"`, block.filename, leaf.partId, leaf.depth);
+        if (p) await p;
+      }
+    })();
+  }
+
+  /**
+   * The raw message as a whole catches what decoders drop. It is bounded by the message size, so it
+   * is not charged against the decoding budget, only refused when it alone exceeds maxScanSize.
+   */
+  scanRaw(raw: Uint8Array): void | Promise<void> {
+    if (this.stopped === "time-limit") return;
+    if (raw.length > this.limits.maxScanSize) {
+      this.unscanned("too-large", "message", "");
+      return;
+    }
+    if (this.timeUp("message", "")) return;
+    const explained = (hit: Detection | null) => {
+      if (!hit) return;
+      // Already explained by a part finding: the raw hit is the same object seen through its encoding.
+      if (this.findings.some((f) => f.verdict.kind === "infected" && f.verdict.name === hit.name)) return;
+      this.findings.push({ verdict: { kind: "infected", name: hit.name, path: "message" }, partId: "" });
+    };
+    return this.callEngine(raw, explained);
+  }
+
+  /** One object: limits, engine, then archive members when the engine found nothing. */
+  scanItem(data: Uint8Array, path: string, name: string, partId: string, depth: number): void | Promise<void> {
+    if (data.length === 0) return;
+    if (!this.admit(path, partId)) return;
+    if (data.length > this.limits.maxFileSize || this.bytesScanned + data.length > this.limits.maxScanSize) {
+      this.unscanned("too-large", path, partId);
+      return;
+    }
+    return this.callEngine(data, (hit) => {
+      if (hit) {
+        this.findings.push({ verdict: { kind: "infected", name: hit.name, path }, partId });
+        return;
+      }
+      const kind = sniffArchive(data);
+      if (kind) return this.scanArchive(kind, data, path, name, partId, depth);
+    });
+  }
+
+  /** Runs the engine; stays synchronous when the engine is. A failing engine becomes one error finding. */
+  private callEngine(data: Uint8Array, then: (hit: Detection | null) => void | Promise<void>): void | Promise<void> {
+    this.bytesScanned += data.length;
+    this.objects++;
+    let hit: Detection | null | Promise<Detection | null>;
+    try {
+      hit = this.engine.scan(data);
+    } catch (err) {
+      this.engineError(err);
+      return then(null);
+    }
+    if (hit instanceof Promise) {
+      return hit.then(then, (err) => {
+        this.engineError(err);
+        return then(null);
+      });
+    }
+    return then(hit);
+  }
+
+  private async scanArchive(kind: ArchiveKind, data: Uint8Array, path: string, name: string, partId: string, depth: number): Promise<void> {
+    if (depth + 1 > this.limits.maxRecursion) {
+      this.unscanned("too-deep", path, partId);
+      return;
+    }
+    const members = readArchive(kind, data, name, { maxFileSize: this.limits.maxFileSize });
+    for await (const member of members) {
+      if (!member.name && "unscanned" in member) {
+        this.unscanned(member.unscanned, path, partId); // the archive as a whole
+        continue;
+      }
+      const memberPath = path + SEP + (member.name || "(unnamed)");
+      if ("unscanned" in member) {
+        if (this.admit(memberPath, partId)) this.unscanned(member.unscanned, memberPath, partId);
+      } else {
+        const pending = this.scanItem(member.data, memberPath, baseName(member.name), partId, depth + 1);
+        if (pending) await pending;
+      }
+      if (this.stopped) return; // leaving the loop closes the reader
+    }
+  }
+
+  /** Counts one object against maxFiles and checks the clock; false means skip it (already reported). */
+  private admit(path: string, partId: string): boolean {
+    if (this.stopped) return false;
+    if (this.timeUp(path, partId)) return false;
+    if (this.files >= this.limits.maxFiles) {
+      this.stop("too-many-files", path, partId);
+      return false;
+    }
+    this.files++;
+    return true;
+  }
+
+  private timeUp(path: string, partId: string): boolean {
+    if (performance.now() < this.deadline) return false;
+    this.stop("time-limit", path, partId);
+    return true;
+  }
+
+  private stop(reason: UnscannedReason, path: string, partId: string): void {
+    if (!this.stopped) this.unscanned(reason, path, partId);
+    this.stopped = reason;
+  }
+
+  private engineError(err: unknown): void {
+    if (this.engineFailed) return; // a broken engine fails every object; one finding says it
+    this.engineFailed = true;
+    const detail = err instanceof Error ? err.message : String(err);
+    this.findings.push({ verdict: { kind: "error", reason: `engine ${this.engine.name} failed: ${detail}` }, partId: "" });
+  }
+
+  result(): ScanResult {
+    const findings = [
+      ...this.findings.filter((f) => f.verdict.kind === "infected"),
+      ...this.findings.filter((f) => f.verdict.kind !== "infected"),
+    ];
+    let verdict: Verdict = { kind: "clean" };
+    for (const f of findings) verdict = worse(verdict, f.verdict);
+    return { verdict, findings, bytesScanned: this.bytesScanned, objects: this.objects };
+  }
+}
