@@ -18,7 +18,7 @@ export function pathTo(root: MimePart, id: string): MimePart[] | null {
     const here = [...trail, p];
     if (p.id === id) return here;
     for (const c of p.children) {
-      if (c.id === id || id.startsWith(`${c.id}.`) || c.message) {
+      if (c.id === id || id.startsWith(`${c.id}.`)) {
         const r = walk(c, here);
         if (r) return r;
       }
