@@ -50,9 +50,18 @@ function randomSerial(): string {
   return Buffer.from(b).toString("hex");
 }
 
+/** PEM ending in a newline: concatenated bundles (update-ca-certificates, chains) break without it. */
+function nl(pem: string): string {
+  return pem.endsWith("\n") ? pem : pem + "\n";
+}
+
+function certPemOf(cert: x509.X509Certificate): string {
+  return nl(cert.toString("pem"));
+}
+
 async function keyPem(keys: CryptoKeyPair): Promise<string> {
   const der = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
-  return x509.PemConverter.encode(der, "PRIVATE KEY");
+  return nl(x509.PemConverter.encode(der, "PRIVATE KEY"));
 }
 
 /** Creates a self-signed CA certificate (in memory only). */
@@ -73,7 +82,7 @@ export async function createCaCert(opts: { commonName?: string; days?: number; n
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { cert, keys, certPem: cert.toString("pem"), keyPem: await keyPem(keys) };
+  return { cert, keys, certPem: certPemOf(cert), keyPem: await keyPem(keys) };
 }
 
 /** Lower-cases DNS names, compresses IPv6, drops duplicates; throws on a name no certificate can carry. */
@@ -116,7 +125,7 @@ export async function issueLeafCert(
       await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
     ],
   });
-  return { cert, keys, certPem: cert.toString("pem"), keyPem: await keyPem(keys) };
+  return { cert, keys, certPem: certPemOf(cert), keyPem: await keyPem(keys) };
 }
 
 /** Names in a certificate's SAN, normalized like normalizeNames so sets compare. */
@@ -174,7 +183,7 @@ async function loadPair(certPath: string, keyPath: string): Promise<CertAndKey |
     return null;
   }
   const keys = await importKeyPair(cert, kPem);
-  return keys ? { cert, keys, certPem: cert.toString("pem"), keyPem: kPem } : null;
+  return keys ? { cert, keys, certPem: certPemOf(cert), keyPem: kPem } : null;
 }
 
 async function ensureDir(stateDir: string, dir: string): Promise<void> {
@@ -260,5 +269,5 @@ export async function ensureLeaf(stateDir: string, extraNames: string[]): Promis
       return fresh;
     });
   }
-  return { cert: leaf.certPem.trimEnd() + "\n" + ca.certPem.trimEnd() + "\n", key: leaf.keyPem };
+  return { cert: leaf.certPem + ca.certPem, key: leaf.keyPem };
 }
