@@ -1,0 +1,178 @@
+// `mailsentry scan-file FILE…`: each file is scanned as a message when it looks like one, else as an
+// object (archive or raw file); `-` is stdin. The input is only ever read; --clean-to writes copies.
+import { defineCommand } from "citty";
+import { mkdir, open, rename, stat, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { loadConfig, type Config } from "../../core/config/index.ts";
+import type { ScanLimits } from "../../core/limits.ts";
+import { messageIdOf } from "../../core/mbox/reader.ts";
+import { applyPolicy, policyFromConfig, type ActionPolicy, type RewriteOutcome } from "../../core/rewrite/index.ts";
+import type { Engine } from "../../core/scan/engine.ts";
+import { looksLikeMessage, scanMessage, scanObject } from "../../core/scan/pipeline.ts";
+import type { ScanResult } from "../../core/scan/verdict.ts";
+import { describe, findingsJson, PRODUCT, Reporter, UsageError, type FileReport } from "../report.ts";
+
+const ACTIONS = ["ignore", "clean", "delete", "rename", "quarantine", "auto-clean"];
+
+/** Flags shared by scan-file and scan-mbox. */
+export const scanArgs = {
+  json: { type: "boolean", description: "Print one JSON document (files, messages, findings, summary)" },
+  quiet: { type: "boolean", alias: "q", description: "Print only infected and error lines (and unscanned with --unscanned=fail)" },
+  sigs: { type: "string", description: "Signature directory (overrides the config's `signatures`)", valueHint: "dir" },
+  action: { type: "string", description: `Action for --clean-to copies: ${ACTIONS.join(", ")} (default: config)`, valueHint: "action" },
+  "clean-to": { type: "string", description: "Write cleaned copies there (the input is never modified)", valueHint: "path" },
+  unscanned: { type: "string", description: "ok: report unscanned items, exit 0; fail: they make the exit code 1", default: "ok", valueHint: "ok|fail" },
+  config: { type: "string", description: "Config file (default $XDG_CONFIG_HOME/mailsentry/config.json)", valueHint: "file" },
+} as const;
+
+export interface ScanSetup {
+  config: Config;
+  engine: Engine;
+  limits: ScanLimits;
+  policy: ActionPolicy;
+  reporter: Reporter;
+  cleanTo: string | null;
+  quiet: boolean;
+}
+
+type ScanFlags = { json?: boolean; quiet?: boolean; sigs?: string; action?: string; "clean-to"?: string; unscanned?: string; config?: string };
+
+/** Validates flags, loads config and signatures; everything both scan commands need. */
+export async function prepareScan(args: ScanFlags, inputs: string[]): Promise<ScanSetup> {
+  if (inputs.length === 0) throw new UsageError("no input given (use - for stdin)");
+  if (args.unscanned !== "ok" && args.unscanned !== "fail") throw new UsageError(`--unscanned must be ok or fail (got ${JSON.stringify(args.unscanned)})`);
+  if (args.action !== undefined && !ACTIONS.includes(args.action)) throw new UsageError(`--action must be one of ${ACTIONS.join(", ")} (got ${JSON.stringify(args.action)})`);
+  if (args["clean-to"] === "") throw new UsageError("--clean-to needs a path");
+  const loaded = await loadConfig({ file: args.config });
+  const quiet = Boolean(args.quiet);
+  for (const w of loaded.warnings) process.stderr.write(`mailsentry: ${w}\n`);
+  const config = loaded.config;
+  if (args.action) config.action = args.action as Config["action"];
+  const sigDir = args.sigs ?? config.signatures;
+  const { BuiltinEngine } = await import("../../core/scan/engines/builtin.ts");
+  const { formatLoadReport } = await import("../../core/scan/signatures/load.ts");
+  const { engine, report } = await BuiltinEngine.load(sigDir);
+  if (!quiet) for (const line of formatLoadReport(report)) process.stderr.write(`${line}\n`);
+  const reporter = new Reporter({ json: Boolean(args.json), quiet, unscannedFails: args.unscanned === "fail" });
+  return { config, engine, limits: config.limits, policy: policyFromConfig(config, PRODUCT), reporter, cleanTo: args["clean-to"] ?? null, quiet };
+}
+
+/** "a.eml", "a-2.eml", … so several inputs with one name do not overwrite each other. */
+export function uniqueName(used: Set<string>, name: string): string {
+  const dot = name.lastIndexOf(".");
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ""];
+  let candidate = name;
+  for (let i = 2; used.has(candidate); i++) candidate = `${stem}-${i}${ext}`;
+  used.add(candidate);
+  return candidate;
+}
+
+/** How --clean-to describes what it wrote. */
+export function writtenLabel(o: RewriteOutcome): string {
+  if (o.disposition === "tempfail") return "copied unchanged";
+  return { none: "unchanged", tag: "tagged", clean: "cleaned", replace: "replaced" }[o.applied];
+}
+
+async function readInput(file: string, cap: number): Promise<{ data: Uint8Array; tooLarge: boolean; size: number }> {
+  if (file === "-") {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of Bun.stdin.stream()) {
+      size += chunk.length;
+      if (size <= cap) parts.push(chunk);
+    }
+    return { data: size <= cap ? Buffer.concat(parts) : new Uint8Array(0), tooLarge: size > cap, size };
+  }
+  const st = await stat(file);
+  if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+  if (st.size > cap) return { data: new Uint8Array(0), tooLarge: true, size: st.size };
+  const fh = await open(file, "r");
+  try {
+    return { data: await fh.readFile(), tooLarge: false, size: st.size };
+  } finally {
+    await fh.close();
+  }
+}
+
+export function errorText(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  const known: Record<string, string> = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "is a directory", EPERM: "operation not permitted" };
+  return (err?.code && known[err.code]) || err?.message || String(e);
+}
+
+function fileReport(file: string, kind: FileReport["kind"], result: ScanResult): FileReport {
+  return { file, kind, verdict: result.verdict.kind, detail: describe(result.verdict), findings: findingsJson(result.findings) };
+}
+
+async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<void> {
+  const label = file === "-" ? "(stdin)" : file;
+  let input: Awaited<ReturnType<typeof readInput>>;
+  try {
+    input = await readInput(file, s.limits.maxScanSize);
+  } catch (e) {
+    s.reporter.file({ file: label, kind: "object", verdict: "error", detail: `error: ${errorText(e)}`, findings: [], error: errorText(e) });
+    return;
+  }
+  if (input.tooLarge) {
+    const v = { kind: "unscanned", reason: "too-large", path: "" } as const;
+    s.reporter.file({ file: label, kind: "object", verdict: "unscanned", detail: describe(v), findings: findingsJson([{ verdict: v, partId: "" }]) }, input.size);
+    return;
+  }
+  const ctx = { engine: s.engine, limits: s.limits };
+  let report: FileReport;
+  try {
+    if (looksLikeMessage(input.data)) {
+      const { result, tree } = await scanMessage(input.data, ctx);
+      report = { ...fileReport(label, "message", result), messageId: messageIdOf(input.data.subarray(0, 65536)) };
+      if (s.cleanTo) {
+        const outcome = applyPolicy(input.data, tree, result, s.policy);
+        const name = uniqueName(used, file === "-" ? "stdin.eml" : basename(file).replace(/(\.eml)?$/i, ".eml"));
+        await writeAtomic(join(s.cleanTo, name), outcome.disposition === "tempfail" ? input.data : outcome.bytes, file);
+        report.written = `${writtenLabel(outcome)}: ${join(s.cleanTo, name)}`;
+      }
+    } else {
+      const result = await scanObject(input.data, file === "-" ? "stdin" : basename(file), ctx);
+      report = fileReport(label, "object", result);
+      if (s.cleanTo) {
+        // An archive or raw file cannot be cleaned part by part: clean ones are copied, others are not written.
+        if (result.verdict.kind === "clean") {
+          const name = uniqueName(used, file === "-" ? "stdin" : basename(file));
+          await writeAtomic(join(s.cleanTo, name), input.data, file);
+          report.written = `copied: ${join(s.cleanTo, name)}`;
+        } else report.written = "not written";
+      }
+    }
+  } catch (e) {
+    report = { file: label, kind: "object", verdict: "error", detail: `error: ${errorText(e)}`, findings: [], error: errorText(e) };
+  }
+  s.reporter.file(report, input.size);
+}
+
+export async function writeAtomic(path: string, data: Uint8Array, input?: string): Promise<void> {
+  if (input && input !== "-") {
+    const [a, b] = await Promise.all([stat(path).catch(() => null), stat(input).catch(() => null)]);
+    if (a && b && a.ino === b.ino && a.dev === b.dev) throw new Error(`${path} is the input itself; not overwritten`);
+  }
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+export default defineCommand({
+  meta: { name: "scan-file", description: "Scan .eml files or any file (zip, gz, tar, raw); - reads stdin" },
+  args: { ...scanArgs },
+  async run({ args }) {
+    const inputs = args._.map(String);
+    const s = await prepareScan(args as ScanFlags, inputs);
+    if (s.cleanTo) {
+      try {
+        await mkdir(s.cleanTo, { recursive: true });
+      } catch (e) {
+        throw new UsageError(`--clean-to ${s.cleanTo}: ${errorText(e)}`);
+      }
+    }
+    const used = new Set<string>();
+    for (const f of inputs) await scanOne(f, s, used);
+    process.exitCode = s.reporter.finish("file");
+  },
+});

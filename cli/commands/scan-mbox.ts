@@ -1,0 +1,166 @@
+// `mailsentry scan-mbox MBOX…`: streams each mbox through the splitter (never loaded whole) and
+// scans message by message; --clean-to writes a cleaned mboxrd copy. The input is only ever read.
+import { defineCommand } from "citty";
+import { mkdir, open, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { fileChunks, messageIdOf, MboxSplitter, type MboxMessage, type MboxQuoting } from "../../core/mbox/reader.ts";
+import { MboxWriter } from "../../core/mbox/writer.ts";
+import { applyPolicy } from "../../core/rewrite/index.ts";
+import { scanMessage } from "../../core/scan/pipeline.ts";
+import type { Verdict } from "../../core/scan/verdict.ts";
+import { Progress } from "../progress.ts";
+import { describe, findingsJson, UsageError, type MessageReport } from "../report.ts";
+import { errorText, prepareScan, scanArgs, uniqueName, writtenLabel, type ScanSetup } from "./scan-file.ts";
+
+async function* stdinChunks(): AsyncGenerator<Uint8Array> {
+  for await (const c of Bun.stdin.stream()) yield c;
+}
+
+/** Copies a byte range of the input verbatim (a message too large to keep in memory). */
+async function copyRange(file: string, offset: number, size: number, w: MboxWriter): Promise<void> {
+  const fh = await open(file, "r");
+  try {
+    let done = 0;
+    let lastByte = -1;
+    while (done < size) {
+      const buf = Buffer.allocUnsafe(Math.min(1 << 20, size - done));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset + done);
+      if (bytesRead === 0) break;
+      await w.raw(buf.subarray(0, bytesRead));
+      lastByte = buf[bytesRead - 1]!;
+      done += bytesRead;
+    }
+    if (lastByte !== 0x0a) await w.raw(Buffer.from("\n\n"));
+  } finally {
+    await fh.close();
+  }
+}
+
+async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, dest: string | null): Promise<void> {
+  const label = file === "-" ? "(stdin)" : file;
+  let total: number | null = null;
+  let chunks: AsyncIterable<Uint8Array>;
+  try {
+    if (file === "-") chunks = stdinChunks();
+    else {
+      const st = await stat(file);
+      if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+      total = st.size;
+      chunks = fileChunks(file);
+    }
+  } catch (e) {
+    s.reporter.file({ file: label, kind: "mbox", verdict: "error", detail: `error: ${errorText(e)}`, findings: [], error: errorText(e) });
+    return;
+  }
+  const writer = dest ? await MboxWriter.create(dest) : null;
+  const progress = new Progress(total);
+  const kept: MessageReport[] = [];
+  const splitter = new MboxSplitter({ maxMessageSize: s.limits.maxScanSize, quoting });
+  let worst: Verdict = { kind: "clean" };
+  let bytes = 0;
+  let count = 0;
+  let failure: string | null = null;
+  const rank = { clean: 0, unscanned: 1, error: 2, infected: 3 } as const;
+
+  const handle = async (m: MboxMessage) => {
+    count++;
+    const rep: MessageReport = { index: m.index, messageId: messageIdOf(m.head), offset: m.offset, verdict: "clean", detail: "clean", findings: [] };
+    let v: Verdict;
+    if (m.bytes === null) {
+      v = { kind: "unscanned", reason: "too-large", path: "" };
+      rep.findings = findingsJson([{ verdict: v, partId: "" }]);
+      if (writer) {
+        if (file === "-") rep.written = "not written (too large to keep from stdin)";
+        else { await copyRange(file, m.offset, m.size, writer); rep.written = "copied unchanged"; }
+      }
+    } else {
+      try {
+        const { result, tree } = await scanMessage(m.bytes, { engine: s.engine, limits: s.limits });
+        v = result.verdict;
+        rep.findings = findingsJson(result.findings);
+        if (writer) {
+          const outcome = applyPolicy(m.bytes, tree, result, s.policy);
+          await writer.add(m.fromLine, outcome.disposition === "tempfail" ? m.bytes : outcome.bytes, m.eol);
+          rep.written = writtenLabel(outcome);
+        }
+      } catch (e) {
+        v = { kind: "error", reason: errorText(e) };
+        if (writer) { await writer.add(m.fromLine, m.bytes, m.eol); rep.written = "copied unchanged"; }
+      }
+    }
+    rep.verdict = v.kind;
+    rep.detail = describe(v);
+    if (rank[v.kind] > rank[worst.kind]) worst = v;
+    s.reporter.message(label, rep, kept);
+    progress.update(m.offset + m.size, count);
+  };
+
+  try {
+    for await (const chunk of chunks) {
+      bytes += chunk.length;
+      for (const m of splitter.push(chunk)) await handle(m);
+    }
+    for (const m of splitter.end()) await handle(m);
+  } catch (e) {
+    failure = errorText(e);
+  } finally {
+    progress.done();
+  }
+  if (writer) {
+    if (failure) await writer.abort();
+    else await writer.close();
+  }
+  const verdict = failure ? "error" : worst.kind;
+  s.reporter.file({
+    file: label,
+    kind: "mbox",
+    verdict,
+    detail: failure ? `error: ${failure}` : `${count} messages, worst: ${describe(worst)}`,
+    findings: [],
+    messages: kept,
+    ...(failure ? { error: failure } : {}),
+    ...(writer && !failure ? { written: dest! } : {}),
+  }, bytes);
+}
+
+export default defineCommand({
+  meta: { name: "scan-mbox", description: "Scan mbox files message by message (streamed); - reads stdin" },
+  args: {
+    ...scanArgs,
+    format: { type: "string", description: "mboxrd: unquote ^>+From ; mboxo: only ^>From ; none: keep lines as they are", default: "mboxrd", valueHint: "mboxrd|mboxo|none" },
+  },
+  async run({ args }) {
+    const inputs = args._.map(String);
+    const format = args.format as string;
+    if (!["mboxrd", "mboxo", "none"].includes(format)) throw new UsageError(`--format must be mboxrd, mboxo or none (got ${JSON.stringify(format)})`);
+    const s = await prepareScan(args, inputs);
+    // One input: --clean-to is the output mbox. Several: a directory holding one mbox per input.
+    let dests: (string | null)[] = inputs.map(() => null);
+    if (s.cleanTo) {
+      const cleanTo = s.cleanTo;
+      try {
+        if (inputs.length === 1) {
+          const st = await stat(cleanTo).catch(() => null);
+          if (st?.isDirectory()) dests = [join(cleanTo, inputs[0] === "-" ? "stdin.mbox" : basename(inputs[0]!))];
+          else dests = [cleanTo];
+        } else {
+          await mkdir(cleanTo, { recursive: true });
+          const used = new Set<string>();
+          dests = inputs.map((f) => join(cleanTo, uniqueName(used, f === "-" ? "stdin.mbox" : basename(f))));
+        }
+      } catch (e) {
+        throw new UsageError(`--clean-to ${cleanTo}: ${errorText(e)}`);
+      }
+      for (const [i, d] of dests.entries()) {
+        if (d && inputs[i] !== "-" && (await sameFile(d, inputs[i]!))) throw new UsageError(`--clean-to ${d}: is the input itself`);
+      }
+    }
+    for (const [i, f] of inputs.entries()) await scanOneMbox(f, s, format as MboxQuoting, dests[i] ?? null);
+    process.exitCode = s.reporter.finish("message");
+  },
+});
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([stat(a).catch(() => null), stat(b).catch(() => null)]);
+  return Boolean(x && y && x.ino === y.ino && x.dev === y.dev);
+}

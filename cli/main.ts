@@ -1,0 +1,136 @@
+#!/usr/bin/env bun
+// mailsentry's command line: a citty root with lazily loaded subcommands. This file also owns the
+// CLI's contract for mistakes: unknown flags or commands are one line on stderr and exit 2, never a stack.
+import type { ArgsDef, CommandDef } from "citty";
+import { EXIT_ERROR, UsageError, VERSION } from "./report.ts";
+
+// citty decides on colours when it loads: none when the help goes to a pipe or file.
+if (!process.stdout.isTTY) process.env.NO_COLOR = "1";
+const { defineCommand, renderUsage, runCommand } = await import("citty");
+
+const main = defineCommand({
+  meta: { name: "mailsentry", version: VERSION, description: "Antivirus proxy for POP3/IMAP and scanner for .eml and mbox files" },
+  args: {
+    config: { type: "string", description: "Config file for every command (default $XDG_CONFIG_HOME/mailsentry/config.json)", valueHint: "file" },
+  },
+  setup({ args }) {
+    // Passed on through the environment so every subcommand (including serve) reads the same file.
+    if (args.config) process.env.MAILSENTRY_CONFIG = args.config;
+  },
+  subCommands: {
+    serve: () => import("./commands/serve.ts").then((m) => m.default),
+    "scan-file": () => import("./commands/scan-file.ts").then((m) => m.default),
+    "scan-mbox": () => import("./commands/scan-mbox.ts").then((m) => m.default),
+    config: () => import("./commands/config.ts").then((m) => m.default),
+    unload: () => import("./commands/unload.ts").then((m) => m.default),
+  },
+});
+
+type Cmd = CommandDef<ArgsDef>;
+const resolve = async <T>(v: unknown): Promise<T> => (typeof v === "function" ? await v() : await v) as T;
+const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Finds the flag definition for --name / -x; returns its type or null when unknown. */
+function flagType(def: ArgsDef, name: string, short: boolean): "boolean" | "string" | null {
+  for (const [key, d] of Object.entries(def)) {
+    if (d.type === "positional") continue;
+    const aliases = d.alias === undefined ? [] : Array.isArray(d.alias) ? d.alias : [d.alias];
+    const hit = short ? aliases.includes(name) : camel(key) === camel(name) || aliases.includes(name);
+    if (hit) return d.type === "boolean" ? "boolean" : "string";
+  }
+  return null;
+}
+
+/**
+ * Checks the flags in args against def up to the first positional that names a subcommand.
+ * Returns the index of that positional, or -1.
+ */
+function checkFlags(def: ArgsDef, args: string[], hasSubs: boolean, isRoot: boolean): number {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") return -1;
+    if (a === "-" || !a.startsWith("-") || /^-\d/.test(a)) {
+      if (hasSubs) return i;
+      continue;
+    }
+    if (a === "--help" || a === "-h" || (isRoot && (a === "--version" || a === "-v"))) continue;
+    const long = a.startsWith("--");
+    const [rawName, inline] = long ? [a.slice(2).split("=")[0]!, a.includes("=")] : [a.slice(1), false];
+    let type = flagType(def, rawName, !long);
+    if (!type && long && rawName.startsWith("no-") && flagType(def, rawName.slice(3), false) === "boolean") type = "boolean";
+    if (!type && !long && rawName.length > 1 && [...rawName].every((c) => flagType(def, c, true) === "boolean")) type = "boolean";
+    if (!type) throw new UsageError(`unknown option ${long ? `--${rawName}` : a}`);
+    if (type === "string" && !inline) {
+      if (i + 1 >= args.length) throw new UsageError(`option ${a} needs a value`);
+      i++;
+    }
+  }
+  return -1;
+}
+
+/** Walks to the command the arguments name, validating flags on the way. */
+async function resolveChain(root: Cmd, argv: string[]): Promise<{ cmd: Cmd; parent?: Cmd; help: boolean }> {
+  let cmd = root;
+  let parent: Cmd | undefined;
+  let rest = argv;
+  for (;;) {
+    const def = await resolve<ArgsDef>(cmd.args ?? {});
+    const subs = await resolve<Record<string, unknown> | undefined>(cmd.subCommands);
+    const hasSubs = Boolean(subs && Object.keys(subs).length);
+    const help = rest.includes("--help") || rest.includes("-h");
+    let idx: number;
+    try {
+      idx = checkFlags(def, rest, hasSubs, cmd === root);
+    } catch (e) {
+      if (help) return { cmd, parent, help };
+      throw e;
+    }
+    if (!hasSubs || idx < 0) {
+      if (help) return { cmd, parent, help };
+      if (hasSubs && !cmd.run) throw new UsageError(`missing command (one of: ${Object.keys(subs!).join(", ")})`);
+      return { cmd, parent, help: false };
+    }
+    const name = rest[idx]!;
+    if (!(name in subs!)) throw new UsageError(`unknown command ${JSON.stringify(name)} (one of: ${Object.keys(subs!).join(", ")})`);
+    let next: Cmd;
+    try {
+      next = await resolve<Cmd>(subs![name]);
+    } catch (e) {
+      throw new UsageError(`command ${name} is not available in this build (${(e as Error).message})`);
+    }
+    parent = cmd;
+    cmd = next;
+    rest = rest.slice(idx + 1);
+  }
+}
+
+const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "");
+
+async function run(argv: string[]): Promise<void> {
+  try {
+    if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
+      process.stdout.write(`${VERSION}\n`);
+      return;
+    }
+    if (argv.length === 0) {
+      process.stderr.write(`${await renderUsage(main)}\n`);
+      process.exitCode = EXIT_ERROR;
+      return;
+    }
+    const { cmd, parent, help } = await resolveChain(main, argv);
+    if (help) {
+      process.stdout.write(`${await renderUsage(cmd, parent)}\n`);
+      return;
+    }
+    await runCommand(main, { rawArgs: argv });
+  } catch (e) {
+    const err = e as Error;
+    // CLIError is citty's usage error (missing positional, bad enum); ConfigError names file and key.
+    const known = err?.name === "UsageError" || err?.name === "CLIError" || err?.name === "ConfigError";
+    process.stderr.write(`mailsentry: ${stripAnsi(known ? err.message : `error: ${err?.message ?? String(e)}`)}\n`);
+    if (!known && process.env.MAILSENTRY_DEBUG) process.stderr.write(`${err?.stack}\n`);
+    process.exitCode = EXIT_ERROR;
+  }
+}
+
+await run(process.argv.slice(2));
