@@ -20,13 +20,13 @@ function asBuffer(buf: Uint8Array): Buffer {
 export function decodeBase64(bytes: Uint8Array): Uint8Array {
   const b = asBuffer(bytes);
   const first = b.indexOf(EQ);
-  if (first === -1 || !hasBase64After(b, first)) return Buffer.from(b.latin1Slice(), "base64");
+  if (first === -1 || !hasBase64After(b, first)) return Buffer.from(b.toString("latin1"), "base64");
   const pieces: Buffer[] = [];
   let pos = 0;
   while (pos < b.length) {
     let eq = b.indexOf(EQ, pos);
     if (eq === -1) eq = b.length;
-    if (eq > pos) pieces.push(Buffer.from(b.latin1Slice(pos, eq), "base64"));
+    if (eq > pos) pieces.push(Buffer.from(b.toString("latin1", pos, eq), "base64"));
     pos = eq;
     while (pos < b.length && b[pos] === EQ) pos++;
   }
@@ -131,7 +131,7 @@ export function findUuencoded(body: Uint8Array): UuBlock[] {
     pos = i + 1;
     if (i > 0 && b[i - 1] !== LF) continue;
     const headEnd = lineEnd(b, i);
-    const head = b.latin1Slice(i, trimEol(b, i, headEnd));
+    const head = b.toString("latin1", i, trimEol(b, i, headEnd));
     const m = /^begin [0-7]{1,4} +(.+?)\s*$/.exec(head);
     if (!m) continue;
     const { data, end } = decodeUuLines(b, headEnd);

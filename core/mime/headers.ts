@@ -48,7 +48,7 @@ export function parseHeaderBlock(buf: Uint8Array, start: number, end: number): H
     const first = b[pos];
     if (first === SP || first === TAB) {
       if (cur) {
-        parts.push(b.latin1Slice(pos, textEnd));
+        parts.push(b.toString("latin1", pos, textEnd));
         (cur as HeaderField).end = start + lineEnd;
       }
     } else {
@@ -57,10 +57,10 @@ export function parseHeaderBlock(buf: Uint8Array, start: number, end: number): H
       if (colon > 0) {
         let nameEnd = pos + colon;
         while (nameEnd > pos && (b[nameEnd - 1] === SP || b[nameEnd - 1] === TAB)) nameEnd--; // "Subject : x"
-        const name = b.latin1Slice(pos, nameEnd);
+        const name = b.toString("latin1", pos, nameEnd);
         if (name.length > 0 && !/\s/.test(name)) {
           cur = { name, value: "", start: start + pos, end: start + lineEnd };
-          parts = [b.latin1Slice(pos + colon + 1, textEnd)];
+          parts = [b.toString("latin1", pos + colon + 1, textEnd)];
         }
       }
     }
@@ -74,12 +74,13 @@ export function parseHeaderBlock(buf: Uint8Array, start: number, end: number): H
 export function decodeCharset(bytes: Uint8Array, charset: string): string {
   const label = charset.trim().toLowerCase().replace(/\*.*$/, ""); // RFC 2231 §5: charset*lang
   try {
-    return new TextDecoder(label || "utf-8").decode(bytes);
+    // Any WHATWG label works (the cast only quiets the typings); an unknown label throws.
+    return new TextDecoder((label || "utf-8") as "utf-8").decode(bytes);
   } catch {
     try {
       return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
     } catch {
-      return Buffer.from(bytes).latin1Slice();
+      return Buffer.from(bytes).toString("latin1");
     }
   }
 }
@@ -230,7 +231,7 @@ export function parseParams(value: string): { value: string; params: Record<stri
       bytes.push(seg.extended ? percentBytes(text) : Buffer.from(text, "latin1"));
     }
     const joined = Buffer.concat(bytes);
-    params[name] = charset ? decodeCharset(joined, charset) : decodeRawText(joined.latin1Slice());
+    params[name] = charset ? decodeCharset(joined, charset) : decodeRawText(joined.toString("latin1"));
   }
   return { value: (pieces[0] ?? "").trim(), params: { ...params }, extended: new Set(continued.keys()) };
 }
