@@ -34,13 +34,8 @@ export async function scanMessage(
       root = emptyTree(raw);
     }
   }
-  const leaves: Leaf[] = [];
-  collectLeaves(root, "", null, true, 0, ctx.limits.maxRecursion, leaves, run);
-  for (const leaf of leaves) {
-    if (run.stopped) break;
-    const pending = run.scanLeaf(raw, leaf);
-    if (pending) await pending;
-  }
+  const walked = run.scanTree(raw, root, "", null, 0);
+  if (walked) await walked;
   const pending = run.scanRaw(raw);
   if (pending) await pending;
   return { result: run.result(), tree: root };
@@ -49,7 +44,7 @@ export async function scanMessage(
 /** Scans one file that is not a message: its bytes, and, when it is an archive, its members recursively. */
 export async function scanObject(data: Uint8Array, name: string, ctx: ScanContext): Promise<ScanResult> {
   const run = new Run(ctx);
-  const pending = run.scanItem(data, name, baseName(name), "", 0);
+  const pending = run.scanItem(data, name, baseName(name), "", 0, false);
   if (pending) await pending;
   return run.result();
 }
@@ -81,17 +76,21 @@ const KNOWN_FIELDS = new Set([
 ]);
 
 interface Leaf {
+  /** The buffer the part's offsets index: the message, or a decoded message found inside it. */
+  buf: Uint8Array;
   part: MimePart;
   /** Human-readable location, e.g. `message "fwd.eml" › attachment "x.exe"`. */
   path: string;
   /** The part whose removal cleans the message (the outermost attached message for nested ones). */
   partId: string;
   depth: number;
+  /** A message/rfc822 part the parser left closed (e.g. base64-encoded): decode, then walk it. */
+  encodedMessage: boolean;
 }
 
 /** Flattens the tree into leaves in document order; truncated and too-deep nodes become findings. */
 function collectLeaves(
-  part: MimePart, prefix: string, heldBy: string | null, isRoot: boolean, depth: number, maxDepth: number,
+  buf: Uint8Array, part: MimePart, prefix: string, heldBy: string | null, isRoot: boolean, depth: number, maxDepth: number,
   out: Leaf[], run: Run,
 ): void {
   const partId = heldBy ?? part.id;
@@ -99,16 +98,19 @@ function collectLeaves(
   if (part.message) {
     const path = prefix + messageLabel(part);
     if (depth + 1 > maxDepth) run.unscanned("too-deep", path, partId);
-    else collectLeaves(part.message, path + SEP, partId, true, depth + 1, maxDepth, out, run);
+    else collectLeaves(buf, part.message, path + SEP, partId, true, depth + 1, maxDepth, out, run);
     return;
   }
   if (part.children.length > 0) {
-    for (const child of part.children) collectLeaves(child, prefix, heldBy, false, depth, maxDepth, out, run);
+    for (const child of part.children) collectLeaves(buf, child, prefix, heldBy, false, depth, maxDepth, out, run);
     return;
   }
   if (part.contentType.startsWith("multipart/")) return; // a multipart with no parts holds nothing to decode
-  out.push({ part, path: prefix + label(part, isRoot), partId, depth });
+  const encodedMessage = !isRoot && MESSAGE_TYPES.has(part.contentType);
+  out.push({ buf, part, path: prefix + (encodedMessage ? messageLabel(part) : label(part, isRoot)), partId, depth, encodedMessage });
 }
+
+const MESSAGE_TYPES = new Set(["message/rfc822", "message/global"]);
 
 function label(part: MimePart, isRoot: boolean): string {
   if (part.filename) return `attachment "${part.filename}"`;
@@ -156,23 +158,41 @@ class Run {
     this.findings.push({ verdict: { kind: "unscanned", reason, path }, partId });
   }
 
-  scanLeaf(raw: Uint8Array, leaf: Leaf): void | Promise<void> {
+  /** Every leaf of a (possibly nested) message tree, in document order; awaits only when something is async. */
+  scanTree(buf: Uint8Array, root: MimePart, prefix: string, heldBy: string | null, depth: number): void | Promise<void> {
+    const leaves: Leaf[] = [];
+    collectLeaves(buf, root, prefix, heldBy, true, depth, this.limits.maxRecursion, leaves, this);
+    for (let i = 0; i < leaves.length; i++) {
+      if (this.stopped) return;
+      const pending = this.scanLeaf(leaves[i]);
+      if (pending) return pending.then(() => this.scanLeaves(leaves, i + 1));
+    }
+  }
+
+  private async scanLeaves(leaves: Leaf[], from: number): Promise<void> {
+    for (let i = from; i < leaves.length && !this.stopped; i++) {
+      const pending = this.scanLeaf(leaves[i]);
+      if (pending) await pending;
+    }
+  }
+
+  private scanLeaf(leaf: Leaf): void | Promise<void> {
     let body: Uint8Array;
     try {
-      body = decodePartBody(raw, leaf.part);
+      body = decodePartBody(leaf.buf, leaf.part);
     } catch {
       this.unscanned("corrupt", leaf.path, leaf.partId);
       return;
     }
     const name = leaf.part.filename ?? "";
-    const pending = this.scanItem(body, leaf.path, name, leaf.partId, leaf.depth);
+    const pending = this.scanItem(body, leaf.path, name, leaf.partId, leaf.depth, leaf.encodedMessage);
     const uu = leaf.part.contentType.startsWith("text/") && Buffer.from(body.buffer, body.byteOffset, body.length).indexOf(BEGIN) >= 0;
     if (!uu) return pending;
     return (async () => {
       if (pending) await pending;
       for (const block of findUuencoded(body)) {
         if (this.stopped) return;
-        const p = this.scanItem(block.data, `${leaf.path}${SEP}uuencoded "${block.filename}"`, block.filename, leaf.partId, leaf.depth);
+        const p = this.scanItem(block.data, `${leaf.path}${SEP}uuencoded "${block.filename}"`, block.filename, leaf.partId, leaf.depth, false);
         if (p) await p;
       }
     })();
@@ -198,8 +218,11 @@ class Run {
     return this.callEngine(raw, explained);
   }
 
-  /** One object: limits, engine, then archive members when the engine found nothing. */
-  scanItem(data: Uint8Array, path: string, name: string, partId: string, depth: number): void | Promise<void> {
+  /**
+   * One object: limits, engine, then (when the engine found nothing) its contents: archive members,
+   * or the parts of a message that was encoded or archived (asMessage).
+   */
+  scanItem(data: Uint8Array, path: string, name: string, partId: string, depth: number, asMessage: boolean): void | Promise<void> {
     if (data.length === 0) return;
     if (!this.admit(path, partId)) return;
     if (data.length > this.limits.maxFileSize || this.bytesScanned + data.length > this.limits.maxScanSize) {
@@ -211,9 +234,25 @@ class Run {
         this.findings.push({ verdict: { kind: "infected", name: hit.name, path }, partId });
         return;
       }
+      if (asMessage) return this.scanInnerMessage(data, path, partId, depth);
       const kind = sniffArchive(data);
       if (kind) return this.scanArchive(kind, data, path, name, partId, depth);
     });
+  }
+
+  private scanInnerMessage(data: Uint8Array, path: string, partId: string, depth: number): void | Promise<void> {
+    if (depth + 1 > this.limits.maxRecursion) {
+      this.unscanned("too-deep", path, partId);
+      return;
+    }
+    let root: MimePart;
+    try {
+      root = parseMessage(data);
+    } catch {
+      this.unscanned("corrupt", path, partId);
+      return;
+    }
+    return this.scanTree(data, root, path + SEP, partId, depth + 1);
   }
 
   /** Runs the engine; stays synchronous when the engine is. A failing engine becomes one error finding. */
@@ -251,7 +290,8 @@ class Run {
       if ("unscanned" in member) {
         if (this.admit(memberPath, partId)) this.unscanned(member.unscanned, memberPath, partId);
       } else {
-        const pending = this.scanItem(member.data, memberPath, baseName(member.name), partId, depth + 1);
+        const asMessage = /\.eml$/i.test(member.name) && looksLikeMessage(member.data);
+        const pending = this.scanItem(member.data, memberPath, baseName(member.name), partId, depth + 1, asMessage);
         if (pending) await pending;
       }
       if (this.stopped) return; // leaving the loop closes the reader

@@ -154,6 +154,19 @@ describe("EICAR is found wherever mail can carry it", () => {
     expect(infectedAt(result)).toEqual([['message "fwd.eml" › attachment "x.exe"', "2"]]);
   });
 
+  test("a base64-encoded attached message and an .eml inside a zip are opened and walked", async () => {
+    const inner = HEAD + multipartText([text("fwd body"), attach("x.exe", eicar())], "inner-b");
+    const encoded = { type: "message/rfc822", filename: "fwd.eml", encoding: "base64", body: b64(inner) };
+    const a = await scanMessage(multipart([text("see"), encoded]), ctx());
+    expect(infectedAt(a.result)).toEqual([['message "fwd.eml" › attachment "x.exe"', "2"]]);
+
+    const zip = await makeZip([{ name: "mail/fwd.eml", data: inner }]);
+    const b = await scanMessage(multipart([text("see"), attach("mails.zip", zip)]), ctx());
+    expect(infectedAt(b.result)).toEqual([['attachment "mails.zip" › mail/fwd.eml › attachment "x.exe"', "2"]]);
+    const c = await scanMessage(multipart([text("see"), attach("mails.zip", zip)]), ctx({ maxRecursion: 1 }));
+    expect(kinds(c.result)).toEqual([["unscanned", "too-deep", 'attachment "mails.zip" › mail/fwd.eml', "2"]]);
+  });
+
   test("raw-message hit not explained by any part is reported once, on the whole message", async () => {
     // Bytes before the first header line: decoders see headers, the raw scan sees EICAR at offset 0.
     const { result } = await scanMessage(Buffer.from(EICAR_TEXT + "\r\n" + HEAD + "\r\nbody\r\n", "latin1"), ctx());
