@@ -121,7 +121,7 @@ export async function findLocalProcess(
  * excludedApps matching: a rule containing "/" must equal the executable path; any other rule
  * matches the executable's basename or the process name (comm). Returns the matching rule or null.
  */
-export function matchApp(rules: string[], proc: { exe: string; name: string }): string | null {
+export function matchApp(rules: string[], proc: LocalProcess): string | null {
   for (const rule of rules) {
     if (rule.includes("/")) {
       if (proc.exe !== "" && rule === proc.exe) return rule;

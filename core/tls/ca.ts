@@ -14,8 +14,8 @@ export interface CaPaths { dir: string; caCert: string; caKey: string; leafCert:
 /** A certificate and its key, in memory. */
 export interface CertAndKey { cert: x509.X509Certificate; keys: CryptoKeyPair; certPem: string; keyPem: string }
 
-const EC: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
-const SIGN: EcdsaParams = { name: "ECDSA", hash: "SHA-256" };
+const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
+const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 const DAY = 24 * 3600 * 1000;
 const CA_DAYS = 3650;
 const LEAF_DAYS = 90;
@@ -256,8 +256,13 @@ async function leafFits(leaf: CertAndKey, ca: CertAndKey, names: string[]): Prom
  */
 export async function ensureLeaf(stateDir: string, extraNames: string[]): Promise<{ cert: string; key: string }> {
   const names = normalizeNames(extraNames);
-  const ca = await loadOrCreateCa(stateDir);
   const paths = caPaths(stateDir);
+  // Listeners may ask per connection (STLS): answer from memory while the files on disk are unchanged.
+  const cacheKey = `${stateDir}\0${names.join(",")}`;
+  const stamp = await fileStamp(paths.leafCert, paths.caCert);
+  const hit = leafCache.get(cacheKey);
+  if (hit && hit.stamp === stamp && hit.renewAt > Date.now()) return hit.value;
+  const ca = await loadOrCreateCa(stateDir);
   let leaf = await loadPair(paths.leafCert, paths.leafKey);
   if (!leaf || !(await leafFits(leaf, ca, names))) {
     leaf = await withLock(paths.dir, async () => {
@@ -269,5 +274,23 @@ export async function ensureLeaf(stateDir: string, extraNames: string[]): Promis
       return fresh;
     });
   }
-  return { cert: leaf.certPem + ca.certPem, key: leaf.keyPem };
+  const value = { cert: leaf.certPem + ca.certPem, key: leaf.keyPem };
+  if (leafCache.size >= LEAF_CACHE_MAX) leafCache.delete(leafCache.keys().next().value!);
+  leafCache.set(cacheKey, {
+    value,
+    stamp: await fileStamp(paths.leafCert, paths.caCert),
+    renewAt: leaf.cert.notAfter.getTime() - LEAF_RENEW_DAYS * DAY,
+  });
+  return value;
+}
+
+/** A handful of state dirs × name sets per process at most; the cap only guards against misuse. */
+const LEAF_CACHE_MAX = 16;
+const leafCache = new Map<string, { value: { cert: string; key: string }; stamp: string; renewAt: number }>();
+
+async function fileStamp(...paths: string[]): Promise<string> {
+  const parts = await Promise.all(
+    paths.map((p) => stat(p).then((s) => `${s.ino}:${s.mtimeMs}:${s.size}`, () => "-")),
+  );
+  return parts.join("|");
 }
