@@ -194,7 +194,7 @@ export function parseHeaderValueWithParams(value: string): { value: string; para
 export function parseParams(value: string): { value: string; params: Record<string, string>; extended: Set<string> } {
   const pieces = splitParams(value);
   const params: Record<string, string> = Object.create(null);
-  const continued = new Map<string, Segment[]>();
+  const continued = new Map<string, Map<number, Segment>>();
   for (let i = 1; i < pieces.length; i++) {
     const piece = pieces[i]!;
     const eq = piece.indexOf("=");
@@ -211,11 +211,12 @@ export function parseParams(value: string): { value: string; params: Record<stri
     const index = m[2] === undefined ? 0 : Number(m[2]);
     const extended = m[2] === undefined ? true : m[3] === "*";
     let segs = continued.get(name);
-    if (!segs) continued.set(name, (segs = []));
-    if (index < 10_000 && !segs.some((s) => s.index === index)) segs.push({ index, extended, text: rawValue });
+    if (!segs) continued.set(name, (segs = new Map()));
+    // First segment of each index wins; indexes are capped so a hostile header cannot make a huge sparse join.
+    if (index < 10_000 && !segs.has(index)) segs.set(index, { index, extended, text: rawValue });
   }
-  for (const [name, segs] of continued) {
-    segs.sort((a, b) => a.index - b.index);
+  for (const [name, bySegment] of continued) {
+    const segs = [...bySegment.values()].sort((a, b) => a.index - b.index);
     let charset = "";
     const bytes: Uint8Array[] = [];
     for (const seg of segs) {

@@ -114,3 +114,24 @@ describe("filenames of parts", () => {
     expect(root.children).toHaveLength(1);
   });
 });
+
+describe("hostile header values stay bounded", () => {
+  test("huge parameter lists, RFC 2231 segments and encoded-word runs", () => {
+    let segments = "Content-Disposition: attachment";
+    for (let i = 0; i < 12_000; i++) segments += `; filename*${i}*=%41`;
+    const cases = [
+      "Content-Type: multipart/mixed; boundary=b; x=\"" + "a;".repeat(2_000_000) + "\"\r\n\r\n--b\r\n\r\nx\r\n--b--",
+      "Content-Type: text/plain" + "; a=1".repeat(1_000_000) + "\r\n\r\nx",
+      "Content-Disposition: attachment; filename=\"" + "=?utf-8?Q?a?= ".repeat(300_000) + "\"\r\n\r\nx",
+      "Content-Disposition: attachment; filename=\"" + "=?".repeat(2_000_000) + "\"\r\n\r\nx",
+      segments + "\r\n\r\nx",
+    ];
+    for (const c of cases) {
+      const t0 = performance.now();
+      const root = parseMessage(enc(c));
+      expect(performance.now() - t0).toBeLessThan(5000);
+      expect(root.bodyEnd).toBe(c.length);
+    }
+    expect(parseMessage(enc(segments + "\r\n\r\nx")).filename).toBe("A".repeat(10_000)); // segments past 9,999 are ignored
+  });
+});
