@@ -8,6 +8,20 @@ import { EXIT_ERROR, UsageError, VERSION } from "./report.ts";
 if (!process.stdout.isTTY) process.env.NO_COLOR = "1";
 const { defineCommand, renderUsage, runCommand } = await import("citty");
 
+/** A lazily loaded subcommand; one missing from this build still lets `--help` list the others. */
+function lazy(name: string, load: () => Promise<{ default: CommandDef<any> }>): () => Promise<CommandDef<any>> {
+  return () =>
+    load().then(
+      (m) => m.default,
+      (e: Error) => ({
+        meta: { name, description: "(not available in this build)" },
+        run() {
+          throw new UsageError(`command ${name} is not available in this build (${e.message})`);
+        },
+      }),
+    );
+}
+
 const main = defineCommand({
   meta: { name: "mailsentry", version: VERSION, description: "Antivirus proxy for POP3/IMAP and scanner for .eml and mbox files" },
   args: {
@@ -18,11 +32,11 @@ const main = defineCommand({
     if (args.config) process.env.MAILSENTRY_CONFIG = args.config;
   },
   subCommands: {
-    serve: () => import("./commands/serve.ts").then((m) => m.default),
-    "scan-file": () => import("./commands/scan-file.ts").then((m) => m.default),
-    "scan-mbox": () => import("./commands/scan-mbox.ts").then((m) => m.default),
-    config: () => import("./commands/config.ts").then((m) => m.default),
-    unload: () => import("./commands/unload.ts").then((m) => m.default),
+    serve: lazy("serve", () => import("./commands/serve.ts")),
+    "scan-file": lazy("scan-file", () => import("./commands/scan-file.ts")),
+    "scan-mbox": lazy("scan-mbox", () => import("./commands/scan-mbox.ts")),
+    config: lazy("config", () => import("./commands/config.ts")),
+    unload: lazy("unload", () => import("./commands/unload.ts")),
   },
 });
 

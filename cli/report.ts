@@ -113,7 +113,8 @@ export class Reporter {
   file(r: FileReport, bytes = 0): void {
     this.summary.files++;
     this.summary.bytes += bytes;
-    if (r.kind !== "mbox" || r.error) this.count(r.verdict);
+    if (r.kind !== "mbox") this.count(r.verdict);
+    else if (r.error) this.summary.errors++; // an unreadable mbox is an error, not a scanned message
     if (!this.opts.json && r.kind !== "mbox" && this.shows(r.verdict)) this.out(`${r.file}: ${r.error ? `error: ${r.error}` : r.detail}${r.written ? ` [${r.written}]` : ""}`);
     if (!this.opts.json && r.kind === "mbox" && r.error && this.shows("error")) this.out(`${r.file}: error: ${r.error}`);
     if (this.opts.json && this.opts.quiet && r.messages) r.messages = r.messages.filter((m) => this.shows(m.verdict));

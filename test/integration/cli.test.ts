@@ -1,0 +1,256 @@
+// The CLI end to end, as a user runs it: exit codes, report lines, --json, stdin, --clean-to (input
+// unchanged), --quiet, --unscanned, --sigs, the config subcommands, and usage mistakes.
+import { beforeAll, afterAll, describe, expect, test } from "bun:test";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { MboxSplitter } from "../../core/mbox/reader.ts";
+import { makeZip } from "../helpers/archives.ts";
+import { cliSandbox, runCli } from "../helpers/cli.ts";
+import { eicar, EICAR_TEXT } from "../helpers/eicar.ts";
+
+let box: Awaited<ReturnType<typeof cliSandbox>>;
+let d: string;
+const p = (name: string) => join(d, name);
+const sha = async (f: string) => new Bun.CryptoHasher("sha256").update(await readFile(f)).digest("hex");
+const run = (args: string[], opts: { stdin?: string | Uint8Array; env?: Record<string, string> } = {}) => runCli(args, { ...opts, env: { ...box.env, ...opts.env } });
+
+const cleanEml = (id: string) => `From: a@example.org\nTo: b@example.org\nSubject: hello ${id}\nMessage-ID: <${id}@example.org>\n\nJust text.\nFrom the desk of a.\n`;
+const infectedEml = (id: string) =>
+  `From: a@example.org\nTo: b@example.org\nSubject: bad ${id}\nMessage-ID: <${id}@example.org>\nMIME-Version: 1.0\n` +
+  `Content-Type: multipart/mixed; boundary="b1"\n\n--b1\nContent-Type: text/plain\n\nsee attachment\n--b1\n` +
+  `Content-Type: application/octet-stream; name="e.com"\nContent-Transfer-Encoding: base64\nContent-Disposition: attachment; filename="e.com"\n\n` +
+  `${Buffer.from(EICAR_TEXT).toString("base64")}\n--b1--\n`;
+const quote = (m: string) => m.replace(/^(>*From )/gm, ">$1");
+const mbox = (msgs: string[]) => msgs.map((m, i) => `From sender${i}@example.org Mon Jan  1 00:00:0${i} 2024\n${quote(m)}\n`).join("");
+
+beforeAll(async () => {
+  box = await cliSandbox();
+  d = box.dir;
+  await writeFile(p("clean.eml"), cleanEml("c1"));
+  await writeFile(p("infected.eml"), infectedEml("i1"));
+  await writeFile(p("eicar.com"), eicar());
+  await writeFile(p("notes.txt"), "just some text, nothing to see\n");
+  await writeFile(p("archive.zip"), await makeZip([{ name: "readme.txt", data: "hi" }, { name: "x/eicar.com", data: eicar() }]));
+  await writeFile(p("box.mbox"), mbox([cleanEml("m1"), infectedEml("m2"), cleanEml("m3")]));
+  await writeFile(p("crlf.mbox"), mbox([cleanEml("r1"), infectedEml("r2")]).replace(/\n/g, "\r\n"));
+  await writeFile(p("clean.mbox"), mbox([cleanEml("k1"), cleanEml("k2")]));
+});
+afterAll(() => box[Symbol.asyncDispose]());
+
+describe("scan-file", () => {
+  test("a clean message: exit 0, one line per file and a summary", async () => {
+    const r = await run(["scan-file", p("clean.eml"), p("notes.txt")]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines.slice(0, 2)).toEqual([`${p("clean.eml")}: clean`, `${p("notes.txt")}: clean`]);
+    expect(lines[2]).toStartWith("scanned 2 files: 2 clean, 0 infected, 0 unscanned, 0 errors");
+  });
+
+  test("an infected message: exit 1 with detection and where", async () => {
+    const r = await run(["scan-file", p("infected.eml")]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`${p("infected.eml")}: infected: Eicar-Test-Signature in attachment "e.com"`);
+  });
+
+  test("raw files and archives are scanned as objects", async () => {
+    const r = await run(["scan-file", "--json", p("eicar.com"), p("archive.zip")]);
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.files.map((f: { kind: string; verdict: string }) => [f.kind, f.verdict])).toEqual([["object", "infected"], ["object", "infected"]]);
+    expect(doc.files[1].findings[0].path).toContain("eicar.com");
+  });
+
+  test("--json: one document with files, findings and summary", async () => {
+    const r = await run(["scan-file", "--json", p("clean.eml"), p("infected.eml")]);
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.files[0]).toEqual({ file: p("clean.eml"), kind: "message", verdict: "clean", detail: "clean", findings: [], messageId: "<c1@example.org>" });
+    expect(doc.files[1]).toMatchObject({
+      file: p("infected.eml"), kind: "message", verdict: "infected", messageId: "<i1@example.org>",
+      findings: [{ kind: "infected", name: "Eicar-Test-Signature", path: 'attachment "e.com"', partId: "2" }],
+    });
+    expect(doc.summary).toMatchObject({ files: 2, scanned: 2, clean: 1, infected: 1, unscanned: 0, errors: 0 });
+    expect(doc.exitCode).toBe(1);
+  });
+
+  test("an unreadable file among good ones: exit 2, the others are still reported", async () => {
+    const r = await run(["scan-file", p("clean.eml"), p("missing.eml"), p("infected.eml"), d]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain(`${p("clean.eml")}: clean`);
+    expect(r.stdout).toContain(`${p("missing.eml")}: error: no such file`);
+    expect(r.stdout).toContain(`${p("infected.eml")}: infected`);
+    expect(r.stdout).toContain(`${d}: error: is a directory`);
+  });
+
+  test("- reads stdin", async () => {
+    const r = await run(["scan-file", "--json", "-"], { stdin: infectedEml("s1") });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).files[0]).toMatchObject({ file: "(stdin)", verdict: "infected", messageId: "<s1@example.org>" });
+    expect((await run(["scan-file", "-"], { stdin: cleanEml("s2") })).code).toBe(0);
+  });
+
+  test("--quiet prints only infected and error lines", async () => {
+    const r = await run(["scan-file", "-q", p("clean.eml"), p("infected.eml"), p("missing.eml")]);
+    expect(r.code).toBe(2);
+    expect(r.stdout.trim().split("\n")).toEqual([
+      `${p("infected.eml")}: infected: Eicar-Test-Signature in attachment "e.com"`,
+      `${p("missing.eml")}: error: no such file`,
+    ]);
+  });
+
+  test("--clean-to writes cleaned .eml copies; the inputs stay byte-identical", async () => {
+    const before = [await sha(p("infected.eml")), await sha(p("clean.eml"))];
+    const out = p("cleaned");
+    const r = await run(["scan-file", "--clean-to", out, p("infected.eml"), p("clean.eml")]);
+    expect(r.code).toBe(1);
+    expect([await sha(p("infected.eml")), await sha(p("clean.eml"))]).toEqual(before);
+    expect(await readFile(join(out, "clean.eml"), "utf8")).toBe(cleanEml("c1"));
+    const cleaned = await readFile(join(out, "infected.eml"), "utf8");
+    expect(cleaned).toContain("Message-ID: <i1@example.org>");
+    expect(cleaned).not.toContain(Buffer.from(EICAR_TEXT).toString("base64"));
+    const again = await run(["scan-file", join(out, "infected.eml")]);
+    expect(again.code).toBe(0);
+  });
+
+  test("--unscanned: over a limit is reported; ok exits 0, fail exits 1", async () => {
+    const env = { MAILSENTRY_LIMITS_MAXSCANSIZE: "10" };
+    const ok = await run(["scan-file", p("clean.eml")], { env });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`${p("clean.eml")}: unscanned (too-large)`);
+    const fail = await run(["scan-file", "--unscanned=fail", "-q", p("clean.eml")], { env });
+    expect(fail.code).toBe(1);
+    expect(fail.stdout).toContain("unscanned (too-large)");
+  });
+
+  test("--sigs loads ClamAV hash signatures from a directory", async () => {
+    const sigs = p("sigs");
+    await mkdir(sigs, { recursive: true });
+    const payload = "this harmless text stands in for malware\n";
+    await writeFile(p("sample.bin"), payload);
+    const md5 = new Bun.CryptoHasher("md5").update(payload).digest("hex");
+    await writeFile(join(sigs, "test.hdb"), `${md5}:${payload.length}:Test.Sample.Hash\n`);
+    const r = await run(["scan-file", "--sigs", sigs, p("sample.bin")]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("infected: Test.Sample.Hash");
+    expect((await run(["scan-file", p("sample.bin")])).code).toBe(0);
+  });
+});
+
+describe("scan-mbox", () => {
+  test("each message with its number, Message-ID and byte offset", async () => {
+    const text = await readFile(p("box.mbox"), "latin1");
+    const offsets = [...text.matchAll(/^From /gm)].map((m) => m.index);
+    const r = await run(["scan-mbox", "--json", p("box.mbox")]);
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.files[0].messages.map((m: { index: number; messageId: string; offset: number; verdict: string }) => [m.index, m.messageId, m.offset, m.verdict])).toEqual([
+      [1, "<m1@example.org>", offsets[0], "clean"],
+      [2, "<m2@example.org>", offsets[1], "infected"],
+      [3, "<m3@example.org>", offsets[2], "clean"],
+    ]);
+    expect(doc.summary).toMatchObject({ files: 1, scanned: 3, clean: 2, infected: 1, errors: 0 });
+    const human = await run(["scan-mbox", p("box.mbox")]);
+    expect(human.stdout).toContain(`${p("box.mbox")}#2 @${offsets[1]} <m2@example.org>: infected: Eicar-Test-Signature`);
+    expect(human.stdout).toContain("scanned 3 messages in 1 file: 2 clean, 1 infected");
+  });
+
+  test("CRLF mboxes, clean mboxes, stdin and a missing file", async () => {
+    expect((await run(["scan-mbox", "-q", p("crlf.mbox")])).stdout).toContain("#2 ");
+    expect((await run(["scan-mbox", p("clean.mbox")])).code).toBe(0);
+    const s = await run(["scan-mbox", "--json", "-"], { stdin: await readFile(p("box.mbox")) });
+    expect(JSON.parse(s.stdout).summary).toMatchObject({ scanned: 3, infected: 1 });
+    const m = await run(["scan-mbox", p("clean.mbox"), p("nope.mbox")]);
+    expect(m.code).toBe(2);
+    expect(m.stdout).toContain(`${p("nope.mbox")}: error: no such file`);
+    expect(m.stdout).toContain("scanned 2 messages in 2 files");
+  });
+
+  test("--clean-to writes a cleaned mbox that parses; the input is unchanged", async () => {
+    for (const name of ["box.mbox", "crlf.mbox"]) {
+      const before = await sha(p(name));
+      const out = p(`cleaned-${name}`);
+      const r = await run(["scan-mbox", "--clean-to", out, p(name)]);
+      expect(r.code).toBe(1);
+      expect(await sha(p(name))).toBe(before);
+      const s = new MboxSplitter();
+      const msgs = [...s.push(await readFile(out)), ...s.end()];
+      const orig = new MboxSplitter();
+      const origMsgs = [...orig.push(await readFile(p(name))), ...orig.end()];
+      expect(msgs.map((m) => m.fromLine)).toEqual(origMsgs.map((m) => m.fromLine));
+      expect(Buffer.from(msgs[0]!.bytes!).equals(Buffer.from(origMsgs[0]!.bytes!))).toBe(true); // clean: byte-identical
+      expect((await run(["scan-mbox", out])).code).toBe(0);
+    }
+  });
+
+  test("--clean-to with several inputs writes PATH/<name> for each", async () => {
+    const out = p("many");
+    const r = await run(["scan-mbox", "-q", "--clean-to", out, p("box.mbox"), p("clean.mbox")]);
+    expect(r.code).toBe(1);
+    expect(await readFile(join(out, "clean.mbox"), "utf8")).toBe(await readFile(p("clean.mbox"), "utf8"));
+    expect((await run(["scan-mbox", join(out, "box.mbox")])).code).toBe(0);
+  });
+});
+
+describe("usage mistakes: one line on stderr, exit 2", () => {
+  for (const args of [["scan-file", "--bogus", "x"], ["scan-mbox", "--json=1", "--nope"], ["frobnicate"], ["scan-file"], ["scan-file", "--action", "explode", "x"], ["scan-file", "--unscanned", "maybe", "x"], ["config", "get"], ["scan-mbox", "--sigs"]]) {
+    test(args.join(" "), async () => {
+      const r = await run(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toStartWith("mailsentry: ");
+      expect(r.stderr).not.toContain("    at ");
+    });
+  }
+
+  test("--help prints usage and exits 0", async () => {
+    const r = await run(["scan-mbox", "--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("--clean-to");
+  });
+});
+
+describe("config", () => {
+  test("path, set, get, unset, show, validate", async () => {
+    const file = join(box.env.XDG_CONFIG_HOME!, "mailsentry", "config.json");
+    const path = await run(["config", "path"]);
+    expect(path.stdout).toContain(file);
+    expect(path.stdout).toContain(join(box.env.XDG_STATE_HOME!, "mailsentry"));
+
+    expect((await run(["config", "set", "limits.maxFileSize", "1000"])).code).toBe(0);
+    expect((await run(["config", "set", "action", "delete"])).code).toBe(0);
+    expect((await run(["config", "set", "excludedApps", "fetchmail,mutt"])).code).toBe(0);
+    expect(JSON.parse(await readFile(file, "utf8"))).toEqual({ limits: { maxFileSize: 1000 }, action: "delete", excludedApps: ["fetchmail", "mutt"] });
+    expect((await run(["config", "get", "limits.maxFileSize"])).stdout).toBe("1000\n");
+    expect((await run(["config", "get", "action"])).stdout).toBe("delete\n");
+
+    const shown = JSON.parse((await run(["config", "show"], { env: { MAILSENTRY_ACTION: "ignore" } })).stdout);
+    expect(shown).toMatchObject({ action: "ignore", limits: { maxFileSize: 1000, maxRecursion: 16 }, onError: "tempfail" });
+
+    const bad = await run(["config", "set", "limits.maxFileSize", "-1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe(`mailsentry: ${file}: limits.maxFileSize: must not be negative (got -1)\n`);
+    expect((await run(["config", "get", "limits.maxFileSize"])).stdout).toBe("1000\n"); // not written
+
+    expect((await run(["config", "set", "nope.key", "1"])).code).toBe(2);
+    expect((await run(["config", "unset", "limits.maxFileSize"])).code).toBe(0);
+    expect((await run(["config", "get", "limits.maxFileSize"])).stdout).toBe(`${30 * 1024 * 1024}\n`);
+
+    expect((await run(["config", "validate"])).stdout).toBe(`${file}: ok\n`);
+    await writeFile(file, JSON.stringify({ limits: { maxScanSize: -5 } }));
+    const v = await run(["config", "validate"]);
+    expect([v.code, v.stderr]).toEqual([2, `mailsentry: ${file}: limits.maxScanSize: must not be negative (got -5)\n`]);
+    // a broken config stops a scan with the same message
+    const s = await run(["scan-file", p("clean.eml")]);
+    expect([s.code, s.stderr]).toEqual([2, `mailsentry: ${file}: limits.maxScanSize: must not be negative (got -5)\n`]);
+    await writeFile(file, "{}");
+  });
+
+  test("--config FILE, before or after the command", async () => {
+    const f = p("other.json");
+    await writeFile(f, JSON.stringify({ action: "clean" }));
+    expect((await run(["config", "get", "action", "--config", f])).stdout).toBe("clean\n");
+    expect((await run(["--config", f, "config", "get", "action"])).stdout).toBe("clean\n");
+    const missing = await run(["--config", p("none.json"), "config", "show"]);
+    expect([missing.code, missing.stderr]).toEqual([2, `mailsentry: ${p("none.json")}: no such file\n`]);
+  });
+});
