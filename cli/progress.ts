@@ -3,7 +3,7 @@
 import { formatBytes } from "./report.ts";
 
 export class Progress {
-  private last = 0;
+  private last = -Infinity;
   private readonly t0 = performance.now();
   private shown = false;
 
@@ -23,7 +23,7 @@ export class Progress {
     const secs = Math.max((now - this.t0) / 1000, 0.001);
     const pct = this.total ? ` ${((bytes / this.total) * 100).toFixed(0).padStart(3)}%` : "";
     const of = this.total ? ` of ${formatBytes(this.total)}` : "";
-    this.stream.write(`\r\x1b[K${formatBytes(bytes)}${of}${pct}, ${messages} messages, ${formatBytes(bytes / secs)}/s`);
+    this.stream.write(`\r\x1b[K${formatBytes(bytes)}${of}${pct}, ${messages} messages, ${formatBytes(Math.round(bytes / secs))}/s`);
     this.shown = true;
   }
 
