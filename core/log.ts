@@ -1,0 +1,111 @@
+// Logging for the proxy and CLI: consola with our own reporters, everything on stderr (a server's
+// stdout is not a log), text or one JSON object per line, child loggers carrying session fields.
+// Secrets never reach a line: command lines are redacted and secret-looking fields are masked.
+import { createConsola, type ConsolaInstance, type LogObject } from "consola/core";
+
+export type LogFormat = "text" | "json";
+export type LogLevelName = "error" | "warn" | "info" | "debug";
+export type Fields = Record<string, unknown>;
+
+export interface Logger {
+  error(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  info(msg: string, fields?: Fields): void;
+  debug(msg: string, fields?: Fields): void;
+  /** A logger whose every line carries these fields too (e.g. one per session). */
+  child(fields: Fields): Logger;
+}
+
+export interface LoggerOptions {
+  format?: LogFormat;
+  level?: LogLevelName;
+  /** Where finished lines go (without newline); default: stderr. Tests collect lines here. */
+  write?: (line: string) => void;
+}
+
+const LEVELS: Record<LogLevelName, number> = { error: 0, warn: 1, info: 3, debug: 4 };
+
+// Field names whose values are never printed, whatever a caller passes.
+const SECRET_KEY = /pass|secret|token|credential|authorization/i;
+const MASK = "***";
+
+/** Masks values of secret-looking keys; serialises errors to message/stack (JSON.stringify drops them). */
+export function redactFields(fields: Fields): Fields {
+  const out: Fields = {};
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    if (SECRET_KEY.test(key)) out[key] = MASK;
+    else if (value instanceof Error) out[key] = { message: value.message, ...(value.stack ? { stack: value.stack } : {}) };
+    else out[key] = value;
+  }
+  return out;
+}
+
+/**
+ * A client or upstream command line as it may be logged: arguments of PASS, AUTH (and SASL
+ * continuation lines, which the caller marks with isSaslData) and APOP digests are masked.
+ */
+export function redactCommand(line: string, isSaslData = false): string {
+  if (isSaslData) return MASK;
+  const m = /^(\s*)(\S+)(.*)$/s.exec(line);
+  if (!m) return line;
+  const verb = m[2]!.toUpperCase();
+  if (verb === "PASS" || verb === "APOP") return m[3]!.trim() ? `${m[2]} ${MASK}` : m[2]!;
+  if (verb === "AUTHENTICATE" || verb === "AUTH") {
+    const parts = m[3]!.trim().split(/\s+/);
+    return parts.length > 1 ? `${m[2]} ${parts[0]} ${MASK}` : line.trim();
+  }
+  if (verb === "LOGIN" || /^\S+\s+LOGIN\b/i.test(line)) return line.replace(/^(\s*(?:\S+\s+)?LOGIN\s+\S+).*$/is, `$1 ${MASK}`);
+  return line;
+}
+
+function levelName(obj: LogObject): string {
+  if (obj.level <= 0) return "error";
+  if (obj.level === 1) return "warn";
+  if (obj.level >= 4) return "debug";
+  return "info";
+}
+
+function formatText(obj: LogObject): string {
+  const [msg, fields] = obj.args as [string, Fields | undefined];
+  const kv = fields
+    ? Object.entries(fields).map(([k, v]) => `${k}=${typeof v === "string" && !/[\s"=]/.test(v) ? v : JSON.stringify(v)}`).join(" ")
+    : "";
+  return `${obj.date.toISOString()} ${levelName(obj).toUpperCase().padEnd(5)} ${msg}${kv ? " " + kv : ""}`;
+}
+
+function formatJson(obj: LogObject): string {
+  const [msg, fields] = obj.args as [string, Fields | undefined];
+  return JSON.stringify({ time: obj.date.toISOString(), level: levelName(obj), msg, ...(fields ?? {}) });
+}
+
+class FieldLogger implements Logger {
+  constructor(private readonly c: ConsolaInstance, private readonly base: Fields) {}
+  private emit(kind: "error" | "warn" | "info" | "debug", msg: string, fields?: Fields): void {
+    const merged = redactFields({ ...this.base, ...(fields ?? {}) });
+    this.c[kind](msg, merged);
+  }
+  error(msg: string, fields?: Fields): void { this.emit("error", msg, fields); }
+  warn(msg: string, fields?: Fields): void { this.emit("warn", msg, fields); }
+  info(msg: string, fields?: Fields): void { this.emit("info", msg, fields); }
+  debug(msg: string, fields?: Fields): void { this.emit("debug", msg, fields); }
+  child(fields: Fields): Logger { return new FieldLogger(this.c, { ...this.base, ...fields }); }
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const format = opts.format ?? "text";
+  const write = opts.write ?? ((line: string) => void process.stderr.write(line + "\n"));
+  const c = createConsola({
+    level: LEVELS[opts.level ?? "info"],
+    // throttle 0: consola otherwise folds repeated identical lines, and a log must show every session.
+    throttle: 0,
+    reporters: [{ log: (obj) => write(format === "json" ? formatJson(obj) : formatText(obj)) }],
+  });
+  return new FieldLogger(c, {});
+}
+
+/** A logger that drops everything (tests and library callers that pass none). */
+export const silentLogger: Logger = {
+  error() {}, warn() {}, info() {}, debug() {},
+  child() { return silentLogger; },
+};

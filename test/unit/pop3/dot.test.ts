@@ -1,0 +1,114 @@
+import { describe, expect, test } from "bun:test";
+import { DotDecoder, DotEncoder, concatBytes, stuffBody } from "../../../core/pop3/dot.ts";
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Splits bytes at the given cut points. */
+function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let at = 0;
+  for (const c of [...cuts].sort((a, b) => a - b)) { out.push(bytes.subarray(at, c)); at = c; }
+  out.push(bytes.subarray(at));
+  return out;
+}
+
+function randomCuts(n: number, len: number, seed: number): number[] {
+  let x = seed;
+  const rnd = () => ((x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  return Array.from({ length: n }, () => Math.floor(rnd() * (len + 1)));
+}
+
+function decodeAll(chunks: Uint8Array[]): { body: string; done: boolean; rest: string } {
+  const d = new DotDecoder();
+  const body: Uint8Array[] = [];
+  let rest: Uint8Array = new Uint8Array(0);
+  let done = false;
+  for (const c of chunks) {
+    const step = d.push(c);
+    body.push(...step.chunks);
+    if (step.done) { done = true; rest = concatBytes([rest, step.rest]); }
+  }
+  return { body: dec(concatBytes(body)), done, rest: dec(rest) };
+}
+
+function encodeAll(chunks: Uint8Array[]): string {
+  const e = new DotEncoder();
+  const out: Uint8Array[] = [];
+  for (const c of chunks) out.push(...e.push(c));
+  out.push(e.end());
+  return dec(concatBytes(out));
+}
+
+const CASES: [string, string][] = [
+  // [body, wire form]
+  ["Subject: a\r\n\r\nhello\r\n", "Subject: a\r\n\r\nhello\r\n.\r\n"],
+  [".first line dot\r\nx\r\n", "..first line dot\r\nx\r\n.\r\n"],
+  ["a\r\n.\r\nb\r\n", "a\r\n..\r\nb\r\n.\r\n"],
+  ["a\r\n..\r\n.x\r\n", "a\r\n...\r\n..x\r\n.\r\n"],
+  ["", ".\r\n"],
+  [".\r\n", "..\r\n.\r\n"],
+  ["line\r\n\r\n.\r\n\r\n", "line\r\n\r\n..\r\n\r\n.\r\n"],
+];
+
+describe("dot decoder", () => {
+  for (const [body, wire] of CASES) {
+    test(`decodes ${JSON.stringify(wire)} whole, byte by byte and in random splits`, () => {
+      const bytes = enc(wire + "+OK next\r\n");
+      const whole = decodeAll([bytes]);
+      expect(whole).toEqual({ body, done: true, rest: "+OK next\r\n" });
+      const byByte = decodeAll(Array.from(bytes, (_, i) => bytes.subarray(i, i + 1)));
+      expect(byByte).toEqual(whole);
+      for (let seed = 1; seed < 40; seed++) {
+        expect(decodeAll(split(bytes, randomCuts(3, bytes.length, seed)))).toEqual(whole);
+      }
+    });
+  }
+
+  test("is not done before the terminating line, even when \\r\\n. is split across chunks", () => {
+    const d = new DotDecoder();
+    expect(d.push(enc("abc\r\n")).done).toBe(false);
+    expect(d.push(enc(".")).done).toBe(false);
+    expect(d.push(enc("\r")).done).toBe(false);
+    const last = d.push(enc("\n"));
+    expect(last.done).toBe(true);
+    expect(d.done).toBe(true);
+  });
+
+  test(".\\r\\n inside a line is data", () => {
+    expect(decodeAll([enc("x.\r\ny .\r\n.\r\n")]).body).toBe("x.\r\ny .\r\n");
+  });
+
+  test("a connection cut mid-body never reports done", () => {
+    const r = decodeAll([enc("a\r\nb\r\n.")]);
+    expect(r.done).toBe(false);
+  });
+});
+
+describe("dot encoder", () => {
+  for (const [body, wire] of CASES) {
+    test(`encodes ${JSON.stringify(body)} whole, byte by byte and in random splits`, () => {
+      const bytes = enc(body);
+      expect(encodeAll([bytes])).toBe(wire);
+      expect(encodeAll(Array.from(bytes, (_, i) => bytes.subarray(i, i + 1)))).toBe(wire);
+      for (let seed = 1; seed < 40; seed++) expect(encodeAll(split(bytes, randomCuts(3, bytes.length, seed)))).toBe(wire);
+    });
+  }
+
+  test("a body without a final line break gets CRLF before the terminator", () => {
+    expect(dec(stuffBody(enc("no newline")))).toBe("no newline\r\n.\r\n");
+  });
+
+  test("round trip: decode(encode(x)) == x for random bodies full of dots and line breaks", () => {
+    const alphabet = [".", "\r\n", "a", "\r", "\n", ".."];
+    let x = 7;
+    for (let n = 0; n < 200; n++) {
+      let s = "";
+      const len = (x = (x * 48271) % 2147483647) % 30;
+      for (let i = 0; i < len; i++) s += alphabet[(x = (x * 48271) % 2147483647) % alphabet.length];
+      if (!s.endsWith("\n")) s += "\r\n";
+      const wire = enc(encodeAll([enc(s)]));
+      expect(decodeAll(split(wire, randomCuts(2, wire.length, n + 1))).body).toBe(s);
+    }
+  });
+});
