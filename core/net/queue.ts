@@ -1,0 +1,294 @@
+// Outgoing byte queue of one socket, and the Channel that ties a Bun socket to it and to a reader.
+// Bun's write() may take only part of a buffer and end() after a partial write loses the rest, so
+// every write goes through the queue: partial writes are kept, drain writes more, end waits for empty.
+// Above the high-water mark the queue reports pressure so the producer (the other socket) pauses.
+import type { Socket, SocketHandler, TLSOptions } from "bun";
+
+export interface Sink {
+  write(data: Uint8Array): number;
+  end(): void;
+}
+
+export interface QueueOptions {
+  /** Queued bytes above which the queue is "full" (default 1 MiB); room returns below half of it. */
+  highWater?: number;
+  onFull?: () => void;
+  onRelief?: () => void;
+}
+
+// Small replies are joined so one reply is one write (no Nagle/delayed-ACK stalls, no split replies).
+const COALESCE_LIMIT = 256 * 1024;
+
+export class SendQueue {
+  private items: Uint8Array[] = [];
+  private size = 0;
+  private ending = false;
+  private dead = false;
+  private full = false;
+  private roomWaiters: (() => void)[] = [];
+  private emptyWaiters: (() => void)[] = [];
+  readonly highWater: number;
+
+  constructor(private sink: Sink, private readonly opts: QueueOptions = {}) {
+    this.highWater = opts.highWater ?? 1024 * 1024;
+  }
+
+  get pending(): number { return this.size; }
+  get isFull(): boolean { return this.size > this.highWater; }
+  get closed(): boolean { return this.dead || this.ending; }
+
+  /** After a TLS upgrade the same queue writes to the new socket. */
+  setSink(sink: Sink): void { this.sink = sink; }
+
+  /** Queues bytes (several pieces are sent as one write when small). Returns false while over high water. */
+  write(...pieces: Uint8Array[]): boolean {
+    if (this.dead || this.ending) return false;
+    let total = 0;
+    for (const p of pieces) total += p.length;
+    if (total === 0) return !this.isFull;
+    if (pieces.length > 1 && total <= COALESCE_LIMIT) {
+      const joined = new Uint8Array(total);
+      let at = 0;
+      for (const p of pieces) { joined.set(p, at); at += p.length; }
+      pieces = [joined];
+    }
+    for (const p of pieces) if (p.length) this.items.push(p);
+    this.size += total;
+    if (this.items.length === pieces.length) this.flush();
+    this.checkFull();
+    return !this.isFull;
+  }
+
+  /** Call from the socket's drain handler. */
+  drain(): void {
+    this.flush();
+  }
+
+  /** Ends the socket once everything queued is written. */
+  end(): void {
+    if (this.dead || this.ending) return;
+    this.ending = true;
+    if (this.size === 0) this.finish();
+  }
+
+  /** The socket is gone: drop what is queued and release waiters. */
+  kill(): void {
+    this.dead = true;
+    this.items = [];
+    this.size = 0;
+    this.release();
+  }
+
+  /** Resolves when the queue is below half its high-water mark (or the socket is gone). */
+  room(): Promise<void> {
+    if (this.dead || this.size <= this.highWater / 2) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.roomWaiters.push(resolve);
+    return promise;
+  }
+
+  /** Resolves when everything queued has been handed to the kernel (or the socket is gone). */
+  empty(): Promise<void> {
+    if (this.dead || this.size === 0) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.emptyWaiters.push(resolve);
+    return promise;
+  }
+
+  private flush(): void {
+    while (this.items.length > 0 && !this.dead) {
+      const head = this.items[0]!;
+      const n = this.sink.write(head);
+      if (n < 0) { this.kill(); return; }
+      this.size -= Math.max(0, n);
+      if (n < head.length) { this.items[0] = head.subarray(n); break; }
+      this.items.shift();
+    }
+    this.checkFull();
+    if (this.size === 0) {
+      const w = this.emptyWaiters;
+      this.emptyWaiters = [];
+      for (const r of w) r();
+      if (this.ending) this.finish();
+    }
+  }
+
+  private finish(): void {
+    try { this.sink.end(); } catch { /* already closed */ }
+    this.dead = true;
+    this.release();
+  }
+
+  private checkFull(): void {
+    if (!this.full && this.size > this.highWater) { this.full = true; this.opts.onFull?.(); }
+    if (this.size <= this.highWater / 2) {
+      if (this.full) { this.full = false; this.opts.onRelief?.(); }
+      const w = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const r of w) r();
+    }
+  }
+
+  private release(): void {
+    const w = [...this.roomWaiters, ...this.emptyWaiters];
+    this.roomWaiters = [];
+    this.emptyWaiters = [];
+    for (const r of w) r();
+  }
+}
+
+export interface ChannelInfo {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+/** Where a channel's incoming bytes go (a protocol reader). */
+export interface Inbound {
+  push(chunk: Uint8Array): void;
+  close(reason?: Error): void;
+}
+
+/**
+ * One connection: a Bun socket, its inbound consumer and its send queue (outgoing). Reading is
+ * paused for any of several reasons at once (reader full, other side's queue full) and resumes
+ * only when none is left. After STLS only the TLS socket's events count.
+ */
+export class Channel {
+  readonly out: SendQueue;
+  private inbound: Inbound | null = null;
+  private early: Uint8Array[] = [];
+  socket!: Socket<Channel>;
+  bound = false;
+  info: ChannelInfo = { remoteAddress: "", remotePort: 0, localAddress: "", localPort: 0 };
+  tls: boolean;
+  private pauses = new Set<string>();
+  private closedFlag = false;
+  private readonly closedP = Promise.withResolvers<void>();
+  private handshakeWaiter: ((r: { ok: boolean; error: Error | null }) => void) | null = null;
+
+  constructor(opts: { tls: boolean; queueHighWater?: number }) {
+    this.tls = opts.tls;
+    this.out = new SendQueue(DEAD_SINK, { highWater: opts.queueHighWater });
+  }
+
+  /** Binds the socket (from its open handler, so no event is missed). */
+  bind(socket: Socket<Channel>): void {
+    this.socket = socket;
+    this.bound = true;
+    this.info = {
+      // Copied now: Bun forgets them by the time "close" fires. IPv4-mapped v6 is shown as plain v4.
+      remoteAddress: stripMapped(socket.remoteAddress ?? ""),
+      remotePort: (socket as unknown as { remotePort?: number }).remotePort ?? 0,
+      localAddress: stripMapped((socket as unknown as { localAddress?: string }).localAddress ?? ""),
+      localPort: socket.localPort ?? 0,
+    };
+    socket.data = this;
+    this.out.setSink(socket);
+    try { socket.setNoDelay(true); } catch { /* not every socket kind has it */ }
+  }
+
+  /** Connects the consumer of incoming bytes; bytes that came before are handed over first. */
+  attach(inbound: Inbound): void {
+    this.inbound = inbound;
+    for (const c of this.early) inbound.push(c);
+    this.early = [];
+    if (this.closedFlag) inbound.close();
+  }
+
+  get closed(): Promise<void> { return this.closedP.promise; }
+  get isClosed(): boolean { return this.closedFlag; }
+
+  pause(reason: string): void {
+    if (this.pauses.size === 0 && !this.closedFlag && this.bound) this.socket.pause();
+    this.pauses.add(reason);
+  }
+
+  resume(reason: string): void {
+    if (!this.pauses.delete(reason)) return;
+    if (this.pauses.size === 0 && !this.closedFlag && this.bound) this.socket.resume();
+  }
+
+  /** Sends what is queued, then closes. */
+  end(): void { this.out.end(); }
+
+  /** Closes now, dropping anything queued (used when a message must not be completed). */
+  destroy(): void {
+    this.out.kill();
+    try { this.socket.terminate(); } catch { /* gone */ }
+    this.onClose();
+  }
+
+  /** Upgrades to TLS (server or client side). Resolves after the handshake; rejects if it failed. */
+  startTls(tls: TLSOptions, verify: boolean): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.handshakeWaiter = ({ ok, error }) => {
+      if (ok || !verify) resolve();
+      else reject(error ?? new Error("TLS handshake failed"));
+    };
+    const old = this.socket;
+    // Bun keeps feeding ciphertext to the old handlers: the stale-socket check in HANDLERS ignores it.
+    const [, tlsSocket] = old.upgradeTLS<Channel>({ data: this, tls, socket: HANDLERS });
+    this.socket = tlsSocket;
+    this.out.setSink(tlsSocket);
+    this.tls = true;
+    try { tlsSocket.setNoDelay(true); } catch { /* ignore */ }
+    return promise;
+  }
+
+  /** Resolves with the result of the first TLS handshake (implicit TLS connections). */
+  handshake(): Promise<{ ok: boolean; error: Error | null }> {
+    const { promise, resolve } = Promise.withResolvers<{ ok: boolean; error: Error | null }>();
+    this.handshakeWaiter = resolve;
+    return promise;
+  }
+
+  /** @internal socket events */
+  onData(chunk: Uint8Array): void {
+    if (this.inbound) this.inbound.push(chunk);
+    else this.early.push(chunk);
+  }
+  onDrain(): void { this.out.drain(); }
+  onHandshake(ok: boolean, error: Error | null): void {
+    const w = this.handshakeWaiter;
+    this.handshakeWaiter = null;
+    w?.({ ok, error });
+  }
+  onClose(error?: Error): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    this.out.kill();
+    this.inbound?.close(error);
+    const w = this.handshakeWaiter;
+    this.handshakeWaiter = null;
+    w?.({ ok: false, error: error ?? new Error("connection closed during TLS handshake") });
+    this.closedP.resolve();
+  }
+}
+
+const DEAD_SINK: Sink = { write: () => -1, end() {} };
+
+function current(socket: Socket<Channel>): Channel | null {
+  const ch = socket.data;
+  return ch && ch.socket === socket ? ch : null;
+}
+
+/** Socket handlers shared by every Channel; events of a socket replaced by STLS are ignored. */
+export const HANDLERS: SocketHandler<Channel> = {
+  binaryType: "uint8array",
+  open(socket) {
+    const ch = socket.data;
+    if (ch instanceof Channel && !ch.bound) ch.bind(socket);
+  },
+  data(socket, chunk) { current(socket)?.onData(chunk as Uint8Array); },
+  drain(socket) { current(socket)?.onDrain(); },
+  handshake(socket, ok, error) { current(socket)?.onHandshake(ok, error); },
+  close(socket, error) { current(socket)?.onClose(error); },
+  end(socket) { current(socket)?.onClose(); },
+  error(socket, error) { current(socket)?.onClose(error); },
+};
+
+export function stripMapped(addr: string): string {
+  return addr.startsWith("::ffff:") && addr.includes(".") ? addr.slice(7) : addr;
+}

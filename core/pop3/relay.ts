@@ -1,0 +1,284 @@
+// The transaction-state relay: client commands go upstream as they come (pipelining), and the
+// replies come back strictly in order through one pump. Which replies are multi-line follows from
+// the command. RETR/TOP bodies are collected (bounded), filtered (scan + action) and re-stuffed;
+// everything else streams. A body cut short upstream closes the client without the final dot.
+import type { Channel } from "../net/queue.ts";
+import type { Logger } from "../log.ts";
+import { DotEncoder, concatBytes } from "./dot.ts";
+import { filterCapa } from "./capa.ts";
+import { latin1Bytes } from "./lines.ts";
+import { R, type Pop3Reply } from "./replies.ts";
+import type { ServerConn } from "./server.ts";
+
+export type Expect =
+  | { kind: "single" }
+  | { kind: "multi" }
+  | { kind: "capa" }
+  | { kind: "quit" }
+  | { kind: "message"; msg: string; partial: boolean };
+
+export interface FilterInfo {
+  /** Message number as the client named it. */
+  msg: string;
+  /** TOP output: headers and maybe part of the body, not the whole message. */
+  partial: boolean;
+  log: Logger;
+}
+
+/** What becomes of one downloaded message. */
+export type FilterOutcome =
+  | { kind: "deliver"; bytes: Uint8Array; detected: boolean }
+  | { kind: "refuse"; reply: Pop3Reply; detected: boolean };
+
+export type MessageFilter = (raw: Uint8Array, info: FilterInfo) => Promise<FilterOutcome>;
+
+export interface RelayStats {
+  messages: number;
+  bytes: number;
+  detections: number;
+}
+
+export interface RelayOptions {
+  client: Channel;
+  server: ServerConn;
+  /** null: relay unscanned (an exclusion applied). */
+  filter: MessageFilter | null;
+  limits: { maxMessageSize: number; upstreamReadTimeout: number; maxUpstreamLine: number };
+  onUnscanned: "deliver" | "delete" | "quarantine" | "tempfail";
+  log: Logger;
+  stats: RelayStats;
+  /** Called on every byte handed to the client (idle tracking). */
+  touch: () => void;
+}
+
+type Entry = { local: Pop3Reply } | { expect: Expect };
+
+// Commands in flight at once; past this the client's input waits (and its socket is paused).
+const MAX_IN_FLIGHT = 64;
+// Streamed replies are written in pieces of at least this size (fewer writes, no tiny packets).
+const STREAM_PIECE = 64 * 1024;
+const CRLF = new Uint8Array([0x0d, 0x0a]);
+
+/** Thrown when the client must be cut off without completing the reply in progress. */
+export class RelayAbort extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RelayAbort";
+  }
+}
+
+export class Relay {
+  private queue: Entry[] = [];
+  private wakePump: (() => void) | null = null;
+  private roomWaiters: (() => void)[] = [];
+  private stopped = false;
+  quitSeen = false;
+
+  constructor(private readonly o: RelayOptions) {}
+
+  get idle(): boolean { return this.queue.length === 0 && !this.busy; }
+  private busy = false;
+
+  /** Sends a client command upstream and records which reply shape to expect. */
+  async forward(line: Uint8Array, expect: Expect): Promise<void> {
+    while (this.queue.length >= MAX_IN_FLIGHT && !this.stopped) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      this.roomWaiters.push(resolve);
+      await promise;
+    }
+    if (this.stopped) return;
+    this.o.server.send(line);
+    this.push({ expect });
+  }
+
+  /** A reply the proxy gives itself, kept in order with the forwarded ones. */
+  local(reply: Pop3Reply): void {
+    this.push({ local: reply });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wakePump?.();
+    for (const w of this.roomWaiters.splice(0)) w();
+  }
+
+  /** The pump: resolves after QUIT's reply or when stopped; rejects on an upstream fault. */
+  async run(): Promise<void> {
+    for (;;) {
+      const entry = await this.next();
+      if (!entry) return;
+      this.busy = true;
+      try {
+        if ("local" in entry) this.write(entry.local.bytes());
+        else {
+          await this.o.client.out.room();
+          await this.reply(entry.expect);
+          if (entry.expect.kind === "quit") return;
+        }
+      } finally {
+        this.busy = false;
+      }
+    }
+  }
+
+  private push(e: Entry): void {
+    this.queue.push(e);
+    const w = this.wakePump;
+    this.wakePump = null;
+    w?.();
+  }
+
+  private async next(): Promise<Entry | null> {
+    while (this.queue.length === 0) {
+      if (this.stopped) return null;
+      const { promise, resolve } = Promise.withResolvers<void>();
+      this.wakePump = resolve;
+      await promise;
+    }
+    const e = this.queue.shift()!;
+    if (this.queue.length < MAX_IN_FLIGHT) for (const w of this.roomWaiters.splice(0)) w();
+    return e;
+  }
+
+  private write(...pieces: Uint8Array[]): void {
+    this.o.client.out.write(...pieces);
+    this.o.touch();
+  }
+
+  private async reply(expect: Expect): Promise<void> {
+    const { server } = this.o;
+    const st = await server.status();
+    if (!st.ok || expect.kind === "single" || expect.kind === "quit") {
+      this.write(st.raw, CRLF);
+      return;
+    }
+    switch (expect.kind) {
+      case "multi": return this.stream(st.raw, false);
+      case "capa": {
+        const lines = filterCapa(await server.lines(), { loggedIn: true, offerStls: false });
+        this.write(latin1Bytes(`${st.line}\r\n${lines.map((l) => l + "\r\n").join("")}.\r\n`));
+        return;
+      }
+      case "message":
+        if (!this.o.filter) {
+          this.o.stats.messages++;
+          return this.stream(st.raw, true);
+        }
+        return this.message(st.raw, expect);
+    }
+  }
+
+  /** Relays a multi-line body as it arrives, re-stuffed; pauses while the client's queue is full. */
+  private async stream(status: Uint8Array, count: boolean): Promise<void> {
+    const out = new Streamer(this, status);
+    try {
+      await this.o.server.reader.readBody((c) => {
+        if (count) this.o.stats.bytes += c.length;
+        return out.add(c);
+      }, this.o.limits.upstreamReadTimeout);
+    } catch (e) {
+      // Partial body possibly sent: the only honest end is a closed connection without the dot.
+      throw new RelayAbort(`upstream failed mid-body: ${(e as Error).message}`);
+    }
+    await out.end();
+  }
+
+  /** RETR/TOP with scanning: collect (bounded), filter, then send the outcome in one write. */
+  private async message(status: Uint8Array, expect: { msg: string; partial: boolean }): Promise<void> {
+    const { log, limits } = this.o;
+    const max = limits.maxMessageSize;
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    // Past maxMessageSize the same body read goes on in another mode: streamed unscanned or skipped.
+    let mode = "collect" as "collect" | "stream" | "skip";
+    let streamer: Streamer | null = null;
+    try {
+      await this.o.server.reader.readBody((c) => {
+        size += c.length;
+        if (mode === "collect") {
+          if (size <= max) { parts.push(c); return; }
+          if (this.o.onUnscanned === "deliver") {
+            log.warn("message too large to scan, delivered unscanned", { msg: expect.msg, maxMessageSize: max });
+            mode = "stream";
+            streamer = new Streamer(this, status);
+            // A header line in front keeps the message valid and tells the reader it was not scanned.
+            const head = [latin1Bytes("X-Virus-Status: Unscanned (too-large)\r\n"), ...parts, c];
+            parts.length = 0;
+            return streamer.addAll(head);
+          }
+          log.warn("message too large to scan, refused", { msg: expect.msg, onUnscanned: this.o.onUnscanned, maxMessageSize: max });
+          mode = "skip";
+          parts.length = 0;
+          return;
+        }
+        if (mode === "stream") return streamer!.add(c);
+      }, limits.upstreamReadTimeout);
+    } catch (e) {
+      throw new RelayAbort(`upstream failed mid-message: ${(e as Error).message}`);
+    }
+    this.o.stats.messages++;
+    this.o.stats.bytes += size;
+    if (mode === "stream") return (streamer as Streamer | null)!.end();
+    if (mode === "skip") { this.write(R.tooLarge().bytes()); return; }
+    const raw = concatBytes(parts, size);
+    const outcome = await this.o.filter!(raw, { msg: expect.msg, partial: expect.partial, log });
+    if (outcome.detected) this.o.stats.detections++;
+    if (outcome.kind === "refuse") {
+      this.write(outcome.reply.bytes());
+      return;
+    }
+    const enc = new DotEncoder();
+    const body = enc.push(outcome.bytes);
+    const statusLine = outcome.bytes === raw ? status : rewriteOctets(status, outcome.bytes.length);
+    this.write(statusLine, CRLF, ...body, enc.end());
+  }
+
+  /** @internal for Streamer */
+  sendPieces(pieces: Uint8Array[]): void { this.write(...pieces); }
+  /** @internal */
+  get client(): Channel { return this.o.client; }
+}
+
+/** Writes a streamed multi-line reply in pieces of STREAM_PIECE, waiting while the client is slow. */
+class Streamer {
+  private enc = new DotEncoder();
+  private pending: Uint8Array[];
+  private size: number;
+
+  constructor(private readonly relay: Relay, status: Uint8Array) {
+    this.pending = [status, CRLF];
+    this.size = status.length + 2;
+  }
+
+  add(c: Uint8Array): Promise<void> | void {
+    for (const p of this.enc.push(c)) { this.pending.push(p); this.size += p.length; }
+    if (this.size >= STREAM_PIECE) return this.flush();
+  }
+
+  async addAll(cs: Uint8Array[]): Promise<void> {
+    for (const c of cs) await this.add(c);
+  }
+
+  async end(): Promise<void> {
+    this.pending.push(this.enc.end());
+    this.size += 3;
+    await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    const out = this.relay.client.out;
+    this.relay.sendPieces(this.pending);
+    this.pending = [];
+    this.size = 0;
+    if (out.isFull) await out.room();
+    if (this.relay.client.isClosed) throw new RelayAbort("client went away");
+  }
+}
+
+/** "+OK 1234 octets" → the size of what is actually sent (clients may check it). */
+function rewriteOctets(status: Uint8Array, n: number): Uint8Array {
+  const text = Buffer.from(status).toString("latin1");
+  const m = /^\+OK\s+\d+(\s+octets.*)?$/i.exec(text);
+  if (!m) return status;
+  return latin1Bytes(text.replace(/^(\+OK\s+)\d+/i, `$1${n}`));
+}

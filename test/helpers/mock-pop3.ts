@@ -1,0 +1,238 @@
+// A scripted POP3 server for tests: a small mailbox, USER/PASS and AUTH PLAIN, STLS or implicit TLS,
+// and faults a real server will not produce on demand (cut mid-message, stall, huge lines, garbage).
+// Its dot-stuffing is written independently of core/pop3/dot.ts so the two check each other.
+import type { Socket, TCPSocketListener } from "bun";
+
+export interface MockFaults {
+  /** RETR of this message number sends only the first cutAfter bytes of its body, then closes. */
+  cutRetr?: { msg: number; cutAfter: number };
+  /** RETR of this message number sends its status line and then nothing more. */
+  stallRetr?: number;
+  /** Every reply line is replaced by this (garbage). */
+  garbageAfterLogin?: string;
+  /** The greeting (default "+OK mock ready <1.2@mock>"). */
+  greeting?: string;
+  /** A status line of this many bytes for STAT. */
+  hugeStatLine?: number;
+}
+
+export interface MockOptions {
+  messages?: (string | Uint8Array)[];
+  users?: Record<string, string>;
+  /** CAPA lines (default USER, TOP, UIDL, PIPELINING, SASL PLAIN; STLS added when tls is set). */
+  capa?: string[];
+  tls?: { cert: string; key: string };
+  /** Implicit TLS from the first byte (POP3S). */
+  implicitTls?: boolean;
+  faults?: MockFaults;
+}
+
+export interface MockPop3 {
+  host: string;
+  port: number;
+  /** Every command line received, in order, per connection ("PASS secret" included: it is a mock). */
+  commands: string[][];
+  /** Messages deleted and committed by QUIT. */
+  deleted: number[];
+  stop(): void;
+}
+
+const enc = new TextEncoder();
+
+/** Independent stuffing: "." doubled at each line start, CRLF ensured, terminator appended. */
+export function mockStuff(body: Uint8Array): Uint8Array {
+  const text = Buffer.from(body).toString("latin1");
+  const withEnd = text.endsWith("\r\n") ? text : text + "\r\n";
+  const lines = withEnd.slice(0, -2).split("\r\n").map((l) => (l.startsWith(".") ? "." + l : l));
+  return Buffer.from(lines.join("\r\n") + "\r\n.\r\n", "latin1");
+}
+
+interface Conn {
+  buf: string;
+  state: "auth" | "tx";
+  user: string | null;
+  index: number;
+  deleted: Set<number>;
+  upgraded: boolean;
+  sasl: boolean;
+}
+
+export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
+  const messages = (o.messages ?? []).map((m) => (typeof m === "string" ? enc.encode(m) : m));
+  const users = o.users ?? { alice: "secret" };
+  const capa = o.capa ?? ["USER", "TOP", "UIDL", "PIPELINING", "SASL PLAIN"];
+  const faults = o.faults ?? {};
+  const commands: string[][] = [];
+  const deleted: number[] = [];
+  let nextIndex = 0;
+
+  const write = (s: Socket<Conn>, data: string | Uint8Array) => {
+    const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+    let at = 0;
+    // Tests send modest amounts; spin through partial writes via the drain-free path.
+    const n = s.write(bytes);
+    at = n;
+    if (at < bytes.length) pendingWrites.set(s, [...(pendingWrites.get(s) ?? []), bytes.subarray(at)]);
+  };
+  const pendingWrites = new Map<Socket<Conn>, Uint8Array[]>();
+  const flush = (s: Socket<Conn>) => {
+    const q = pendingWrites.get(s);
+    while (q && q.length) {
+      const head = q[0]!;
+      const n = s.write(head);
+      if (n < head.length) { q[0] = head.subarray(Math.max(n, 0)); return; }
+      q.shift();
+    }
+  };
+
+  const reply = (s: Socket<Conn>, line: string) => {
+    if (s.data.state === "tx" && faults.garbageAfterLogin) return write(s, faults.garbageAfterLogin + "\r\n");
+    write(s, line + "\r\n");
+  };
+
+  const live = (c: Conn) => messages.map((m, i) => ({ n: i + 1, m })).filter(({ n }) => !c.deleted.has(n));
+
+  const handleLine = (s: Socket<Conn>, line: string) => {
+    const c = s.data;
+    commands[c.index]!.push(line);
+    if (c.sasl) {
+      c.sasl = false;
+      return authPlain(s, line);
+    }
+    const [verbRaw = "", ...rest] = line.split(" ");
+    const verb = verbRaw.toUpperCase();
+    const arg = rest.join(" ");
+    switch (verb) {
+      case "CAPA": {
+        const lines = [...capa, ...(o.tls && !c.upgraded && !o.implicitTls ? ["STLS"] : [])];
+        return write(s, `+OK\r\n${lines.map((l) => l + "\r\n").join("")}.\r\n`);
+      }
+      case "STLS": {
+        if (!o.tls || c.upgraded) return reply(s, "-ERR no");
+        write(s, "+OK begin TLS\r\n");
+        c.upgraded = true;
+        c.buf = "";
+        const [, tls] = s.upgradeTLS<Conn>({ data: c, tls: o.tls, socket: handlers });
+        tlsSockets.add(tls);
+        return;
+      }
+      case "USER":
+        c.user = arg;
+        return reply(s, "+OK");
+      case "PASS":
+        if (c.user !== null && users[c.user] === arg) { c.state = "tx"; return reply(s, `+OK Logged in as ${c.user}.`); }
+        return reply(s, "-ERR [AUTH] Authentication failed.");
+      case "AUTH":
+        if (rest[0]?.toUpperCase() !== "PLAIN") return reply(s, "-ERR unsupported");
+        if (rest[1]) return authPlain(s, rest[1]);
+        c.sasl = true;
+        return write(s, "+ \r\n");
+      case "QUIT":
+        if (c.state === "tx") deleted.push(...c.deleted);
+        write(s, "+OK Bye\r\n");
+        flush(s);
+        s.end();
+        return;
+    }
+    if (c.state !== "tx") return reply(s, "-ERR not logged in");
+    const n = Number(rest[0]);
+    const msg = Number.isInteger(n) && n >= 1 && n <= messages.length && !c.deleted.has(n) ? messages[n - 1]! : null;
+    switch (verb) {
+      case "STAT": {
+        if (faults.hugeStatLine) return write(s, "+OK " + "9".repeat(faults.hugeStatLine) + "\r\n");
+        const l = live(c);
+        return reply(s, `+OK ${l.length} ${l.reduce((a, { m }) => a + m.length, 0)}`);
+      }
+      case "LIST":
+      case "UIDL":
+        if (arg) return msg ? reply(s, `+OK ${n} ${verb === "LIST" ? msg.length : "uid" + n}`) : reply(s, "-ERR no such message");
+        if (faults.garbageAfterLogin) return reply(s, "");
+        return write(s, `+OK\r\n${live(c).map(({ n, m }) => `${n} ${verb === "LIST" ? m.length : "uid" + n}\r\n`).join("")}.\r\n`);
+      case "RETR": {
+        if (!msg) return reply(s, "-ERR no such message");
+        if (faults.garbageAfterLogin) return reply(s, "");
+        if (faults.stallRetr === n) return write(s, `+OK ${msg.length} octets\r\n`);
+        const body = mockStuff(msg);
+        if (faults.cutRetr?.msg === n) {
+          write(s, Buffer.concat([Buffer.from(`+OK ${msg.length} octets\r\n`), body.subarray(0, faults.cutRetr.cutAfter)]));
+          flush(s);
+          s.end();
+          return;
+        }
+        return write(s, Buffer.concat([Buffer.from(`+OK ${msg.length} octets\r\n`), body]));
+      }
+      case "TOP": {
+        if (!msg) return reply(s, "-ERR no such message");
+        const lines = Number(rest[1] ?? 0);
+        const text = Buffer.from(msg).toString("latin1");
+        const split = text.indexOf("\r\n\r\n");
+        const head = split < 0 ? text : text.slice(0, split + 4);
+        const bodyLines = split < 0 ? [] : text.slice(split + 4).split("\r\n").slice(0, lines);
+        const out = head + (bodyLines.length ? bodyLines.join("\r\n") + "\r\n" : "");
+        return write(s, Buffer.concat([Buffer.from("+OK\r\n"), mockStuff(Buffer.from(out, "latin1"))]));
+      }
+      case "DELE":
+        if (!msg) return reply(s, "-ERR no such message");
+        c.deleted.add(n);
+        return reply(s, `+OK message ${n} deleted`);
+      case "NOOP":
+        return reply(s, "+OK");
+      case "RSET":
+        c.deleted.clear();
+        return reply(s, "+OK");
+      default:
+        return reply(s, "-ERR unknown command");
+    }
+  };
+
+  const authPlain = (s: Socket<Conn>, b64: string) => {
+    const [, user = "", pass = ""] = Buffer.from(b64, "base64").toString("latin1").split("\0");
+    if (users[user] === pass) {
+      s.data.user = user;
+      s.data.state = "tx";
+      return reply(s, `+OK Logged in as ${user}.`);
+    }
+    return reply(s, "-ERR [AUTH] Authentication failed.");
+  };
+
+  const handlers = {
+    data(s: Socket<Conn>, chunk: Uint8Array) {
+      const c = s.data;
+      // After STLS the plain socket's handler sees ciphertext: only the TLS socket counts.
+      if (c.upgraded && !o.implicitTls && !tlsSockets.has(s)) return;
+      c.buf += Buffer.from(chunk).toString("latin1");
+      let nl: number;
+      while ((nl = c.buf.indexOf("\r\n")) >= 0) {
+        const line = c.buf.slice(0, nl);
+        c.buf = c.buf.slice(nl + 2);
+        handleLine(s, line);
+        if (c.upgraded && !tlsSockets.has(s) && !o.implicitTls) return; // bytes after STLS are dropped
+      }
+    },
+    open(s: Socket<Conn>) {
+      if (s.data && s.data.upgraded) return;
+      const c: Conn = { buf: "", state: "auth", user: null, index: nextIndex++, deleted: new Set(), upgraded: false, sasl: false };
+      s.data = c;
+      commands[c.index] = [];
+      write(s, (faults.greeting ?? "+OK mock ready <1.2@mock>") + "\r\n");
+    },
+    drain(s: Socket<Conn>) { flush(s); },
+    close() {},
+    error() {},
+  };
+  const tlsSockets = new WeakSet<Socket<Conn>>();
+
+  const server: TCPSocketListener<Conn> = Bun.listen<Conn>({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls: o.implicitTls ? o.tls : undefined,
+    socket: handlers,
+  });
+  return {
+    host: "127.0.0.1",
+    port: server.port,
+    commands,
+    deleted,
+    stop: () => server.stop(true),
+  };
+}

@@ -1,0 +1,204 @@
+// Starts mailsentry's proxy for tests: in-process (Service on port 0 with a config) or as the CLI /
+// compiled binary in a subprocess. Also a small scripted POP3 client built on Bun.connect.
+import type { Socket } from "bun";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULT_CONFIG, type Config } from "../../core/config/types.ts";
+import type { Limits } from "../../core/limits.ts";
+import { createLogger } from "../../core/log.ts";
+import type { Engine } from "../../core/scan/engine.ts";
+import { Service } from "../../core/service.ts";
+import { ensureCa } from "../../core/tls/ca.ts";
+
+export type ConfigOverrides = Omit<Partial<Config>, "limits"> & { limits?: Partial<Limits> };
+
+export interface StartedProxy {
+  ports: { pop3: number; pop3s: number };
+  /** The proxy's local CA (trust it to talk TLS to the client leg). */
+  caPem: string;
+  stateDir: string;
+  quarantineDir: string;
+  /** Log lines (JSON, one object per line), newest last. */
+  logs: string[];
+  service: Service;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The proxy in-process on 127.0.0.1 port 0 (pop3 + pop3s) with the default config under overrides. */
+export async function startProxy(overrides: ConfigOverrides = {}, opts: { engine?: Engine; env?: Record<string, string | undefined> } = {}): Promise<StartedProxy> {
+  const stateDir = await mkdtemp(join(tmpdir(), "mailsentry-proxy-"));
+  const base = structuredClone(DEFAULT_CONFIG) as Config;
+  const config: Config = {
+    ...base,
+    listeners: {
+      ...base.listeners,
+      pop3: { enabled: true, addresses: ["127.0.0.1:0"] },
+      pop3s: { enabled: true, addresses: ["127.0.0.1:0"] },
+    },
+    ...overrides,
+    limits: { ...base.limits, ...(overrides.limits ?? {}) },
+  } as Config;
+  const logs: string[] = [];
+  const echo = process.env.MAILSENTRY_TEST_LOG === "1";
+  const log = createLogger({ format: "json", level: "debug", write: (l) => { logs.push(l); if (echo) process.stderr.write(l + "\n"); } });
+  const service = await Service.start({ config, stateDir, log, engine: opts.engine, env: opts.env ?? {} });
+  const ca = await ensureCa(stateDir);
+  const stop = async () => {
+    await service.stop();
+    await rm(stateDir, { recursive: true, force: true });
+  };
+  return {
+    ports: { pop3: service.port("pop3") ?? 0, pop3s: service.port("pop3s") ?? 0 },
+    caPem: ca.certPem,
+    stateDir,
+    quarantineDir: config.quarantineDir ?? join(stateDir, "quarantine"),
+    logs,
+    service,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/** Parsed JSON log lines. */
+export function logObjects(logs: string[]): Record<string, unknown>[] {
+  return logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+interface ClientState { client: TestClient }
+
+/** A scripted POP3 client: send lines, read status lines and raw multi-line replies. */
+export class TestClient {
+  private buf = Buffer.alloc(0);
+  private waiter: (() => void) | null = null;
+  private socket!: Socket<ClientState>;
+  private upgraded = false;
+  isClosed = false;
+  readonly closed: Promise<void>;
+  private closeResolve!: () => void;
+  /** Every byte received, for byte-exact checks. */
+  received: Buffer[] = [];
+
+  private constructor() {
+    this.closed = new Promise((r) => { this.closeResolve = r; });
+  }
+
+  static async connect(port: number, opts: { tls?: { ca: string } } = {}): Promise<TestClient> {
+    const c = new TestClient();
+    c.socket = await Bun.connect<ClientState>({
+      hostname: "127.0.0.1",
+      port,
+      tls: opts.tls ? { ca: opts.tls.ca, serverName: "localhost" } : undefined,
+      data: { client: c },
+      socket: c.handlers(),
+    });
+    return c;
+  }
+
+  private handlers() {
+    return {
+      data: (s: Socket<ClientState>, chunk: Buffer) => {
+        if (this.upgraded && s === this.plain) return;
+        this.received.push(Buffer.from(chunk));
+        this.buf = Buffer.concat([this.buf, chunk]);
+        this.wake();
+      },
+      close: (s: Socket<ClientState>) => { if (this.upgraded && s === this.plain) return; this.isClosed = true; this.wake(); this.closeResolve(); },
+      end: (s: Socket<ClientState>) => { if (this.upgraded && s === this.plain) return; this.isClosed = true; this.wake(); this.closeResolve(); },
+      error: () => {},
+    };
+  }
+  private plain: Socket<ClientState> | null = null;
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  private async more(): Promise<void> {
+    if (this.isClosed) throw new Error(`connection closed; buffered: ${JSON.stringify(this.buf.toString("latin1").slice(0, 200))}`);
+    await new Promise<void>((r) => { this.waiter = r; });
+  }
+
+  send(line: string): void {
+    this.sendRaw(line + "\r\n");
+  }
+
+  sendRaw(data: string | Uint8Array): void {
+    const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+    let at = 0;
+    while (at < bytes.length) {
+      const n = this.socket.write(bytes.subarray(at));
+      if (n <= 0) break;
+      at += n;
+    }
+  }
+
+  /** The next line, without CRLF. */
+  async line(): Promise<string> {
+    for (;;) {
+      const nl = this.buf.indexOf("\r\n");
+      if (nl >= 0) {
+        const l = this.buf.subarray(0, nl).toString("latin1");
+        this.buf = this.buf.subarray(nl + 2);
+        return l;
+      }
+      await this.more();
+    }
+  }
+
+  /** A multi-line reply: status line, then the body still dot-stuffed, without the terminator line. */
+  async multi(): Promise<{ status: string; body: Buffer }> {
+    const status = await this.line();
+    if (!status.startsWith("+OK")) return { status, body: Buffer.alloc(0) };
+    for (;;) {
+      const probe = Buffer.concat([Buffer.from("\r\n"), this.buf]);
+      const end = probe.indexOf("\r\n.\r\n");
+      if (end >= 0) {
+        const body = probe.subarray(2, end + 2);
+        this.buf = probe.subarray(end + 5);
+        return { status, body: Buffer.from(body) };
+      }
+      await this.more();
+    }
+  }
+
+  /** Reads everything until the server closes. */
+  async rest(): Promise<Buffer> {
+    while (!this.isClosed) await this.more().catch(() => {});
+    const b = this.buf;
+    this.buf = Buffer.alloc(0);
+    return b;
+  }
+
+  /** STLS from the client side (after the +OK was read). */
+  async startTls(ca: string): Promise<void> {
+    this.plain = this.socket;
+    this.upgraded = true;
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const h = this.handlers();
+    const [, tls] = this.socket.upgradeTLS<ClientState>({
+      data: { client: this },
+      tls: { ca, serverName: "localhost" },
+      socket: { ...h, handshake: (_s, ok, e) => (ok ? resolve() : reject(e ?? new Error("handshake failed"))) },
+    });
+    this.socket = tls;
+    await promise;
+  }
+
+  close(): void {
+    try { this.socket.end(); } catch { /* gone */ }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}
+
+/** Unstuffs a body as a client would (for comparisons with the original message). */
+export function unstuff(body: Buffer): Buffer {
+  const text = body.toString("latin1");
+  return Buffer.from(text.split("\r\n").map((l) => (l.startsWith(".") ? l.slice(1) : l)).join("\r\n"), "latin1");
+}
