@@ -1,0 +1,75 @@
+import { describe, expect, test } from "bun:test";
+import { SendQueue, type Sink } from "../../../core/net/queue.ts";
+
+/** A socket that accepts at most `window` bytes until drained. */
+function slowSink(window: number) {
+  const got: number[] = [];
+  let room = window;
+  let ended = false;
+  const sink: Sink = {
+    write(d) { const n = Math.min(room, d.length); room -= n; for (let i = 0; i < n; i++) got.push(d[i]!); return n; },
+    end() { ended = true; },
+  };
+  return { sink, got, open(n: number) { room += n; }, get ended() { return ended; } };
+}
+
+describe("SendQueue", () => {
+  test("partial writes are kept and finished on drain, in order", () => {
+    const s = slowSink(3);
+    const q = new SendQueue(s.sink, { highWater: 100 });
+    q.write(new Uint8Array([1, 2, 3, 4, 5]));
+    q.write(new Uint8Array([6, 7]));
+    expect(s.got).toEqual([1, 2, 3]);
+    expect(q.pending).toBe(4);
+    s.open(10);
+    q.drain();
+    expect(s.got).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(q.pending).toBe(0);
+  });
+
+  test("end waits until everything is written", () => {
+    const s = slowSink(2);
+    const q = new SendQueue(s.sink);
+    q.write(new Uint8Array([1, 2, 3, 4]));
+    q.end();
+    expect(s.ended).toBe(false);
+    s.open(2);
+    q.drain();
+    expect(s.ended).toBe(true);
+    expect(s.got).toEqual([1, 2, 3, 4]);
+  });
+
+  test("over the high-water mark it reports pressure, and relief below half", async () => {
+    const s = slowSink(0);
+    const events: string[] = [];
+    const q = new SendQueue(s.sink, { highWater: 10, onFull: () => events.push("full"), onRelief: () => events.push("relief") });
+    expect(q.write(new Uint8Array(8))).toBe(true);
+    expect(q.write(new Uint8Array(8))).toBe(false);
+    let roomed = false;
+    const room = q.room().then(() => { roomed = true; });
+    s.open(8);
+    q.drain();
+    await Promise.resolve();
+    expect(roomed).toBe(false); // 8 left: above half of 10
+    s.open(8);
+    q.drain();
+    await room;
+    expect(events).toEqual(["full", "relief"]);
+    expect(q.pending).toBe(0);
+  });
+
+  test("small pieces of one reply go out as one write", () => {
+    const writes: number[] = [];
+    const q = new SendQueue({ write: (d) => { writes.push(d.length); return d.length; }, end() {} });
+    q.write(new Uint8Array(3), new Uint8Array(2), new Uint8Array(5));
+    expect(writes).toEqual([10]);
+  });
+
+  test("a dead socket drops the queue and releases waiters", async () => {
+    const q = new SendQueue({ write: () => -1, end() {} }, { highWater: 1 });
+    q.write(new Uint8Array(5));
+    expect(q.closed).toBe(true);
+    await q.room();
+    await q.empty();
+  });
+});
