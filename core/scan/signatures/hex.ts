@@ -73,7 +73,7 @@ export function parseHex(s: string): HexResult {
       tokens.push(alt as AltTok); i = j + 1; continue;
     }
     const p = pair(s, i);
-    if (!p) return { error: `bad hex at character ${i + 1}` };
+    if (!p) return { error: "bad hex digits" };
     tokens.push(p); i += 2;
   }
   if (tokens.length === 0) return { error: "empty signature" };
