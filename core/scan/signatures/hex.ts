@@ -81,11 +81,10 @@ export function parseHex(s: string): HexResult {
   return { tokens };
 }
 
-/** The same tokens read right to left (alternatives reversed too), for matching backwards from an anchor. */
+/** The same tokens in reverse order, for matching backwards from an anchor. An alternative's bytes keep
+ *  their order: the backward matcher compares the whole block [p - len, p) front to back. */
 export function reverseTokens(tokens: Token[]): Token[] {
-  return tokens.slice().reverse().map((t) =>
-    t.t === 1 ? { t: 1, neg: t.neg, opts: t.opts.map((o) => ({ v: o.v.slice().reverse(), m: o.m.slice().reverse() })) } : t,
-  );
+  return tokens.slice().reverse();
 }
 
 /** Failures remembered across calls for one signature side over one object: a (token, position) pair

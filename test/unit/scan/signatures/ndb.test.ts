@@ -117,3 +117,10 @@ describe("target types", () => {
     expect(pe.scan(enc.encode("Subject: x\r\n\r\nevilmail"))?.name).toBe("Mail");
   });
 });
+
+test("an alternative left of the anchor is matched in its own byte order", () => {
+  const sig = hex("mul") + `(${hex("tiple")}|${hex("12345")})` + hex("choice");
+  expect(hits(sig, "multiplechoice")).toBe(true);
+  expect(hits(sig, "mul12345choice")).toBe(true);
+  expect(hits(sig, "muleplitchoice")).toBe(false);
+});
