@@ -76,7 +76,8 @@ function formatText(obj: LogObject): string {
 
 function formatJson(obj: LogObject): string {
   const [msg, fields] = obj.args as [string, Fields | undefined];
-  return JSON.stringify({ time: obj.date.toISOString(), level: levelName(obj), msg, ...(fields ?? {}) });
+  // Fields first: a field named like a core key (msg, level, time) must not overwrite it.
+  return JSON.stringify({ ...(fields ?? {}), time: obj.date.toISOString(), level: levelName(obj), msg });
 }
 
 class FieldLogger implements Logger {

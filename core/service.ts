@@ -233,7 +233,7 @@ async function filterMessage(gen: Generation, raw: Uint8Array, info: FilterInfo,
   try {
     scanned = await scanMessage(raw, { engine: gen.engine, limits: gen.config.limits });
   } catch (e) {
-    log.error("scanner failed", { msg: info.msg, error: e });
+    log.error("scanner failed", { number: info.msg, error: e });
     return { kind: "refuse", reply: R.scanTempFail(), detected: false };
   }
   const { result, tree } = scanned;
@@ -243,11 +243,11 @@ async function filterMessage(gen: Generation, raw: Uint8Array, info: FilterInfo,
   try {
     outcome = applyPolicy(raw, tree, result, gen.policy);
   } catch (e) {
-    log.error("applying the action failed", { msg: info.msg, error: e });
+    log.error("applying the action failed", { number: info.msg, error: e });
     return { kind: "refuse", reply: R.scanTempFail(), detected: v.kind === "infected" };
   }
   if (outcome.disposition === "tempfail") {
-    log.warn("message withheld (temporary failure)", { msg: info.msg, verdict: describeVerdict(v) });
+    log.warn("message withheld (temporary failure)", { number: info.msg, verdict: describeVerdict(v) });
     return { kind: "refuse", reply: R.scanTempFail(), detected: v.kind === "infected" };
   }
   let quarantineId: string | undefined;
@@ -255,14 +255,14 @@ async function filterMessage(gen: Generation, raw: Uint8Array, info: FilterInfo,
     try {
       quarantineId = (await gen.quarantine.put(raw, { verdict: v, source })).id;
     } catch (e) {
-      log.error("quarantine write failed: message withheld", { msg: info.msg, error: e });
+      log.error("quarantine write failed: message withheld", { number: info.msg, error: e });
       return { kind: "refuse", reply: R.scanTempFail(), detected: v.kind === "infected" };
     }
   }
   if (v.kind === "infected") {
-    log.warn("detection", { msg: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
+    log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
   } else if (v.kind !== "clean") {
-    log.info("message not fully scanned", { msg: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
+    log.info("message not fully scanned", { number: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
   }
   return { kind: "deliver", bytes: outcome.bytes, detected: v.kind === "infected" };
 }
@@ -274,7 +274,7 @@ async function filterMessage(gen: Generation, raw: Uint8Array, info: FilterInfo,
  */
 function partialOutcome(raw: Uint8Array, v: Verdict, info: FilterInfo): FilterOutcome {
   if (v.kind === "infected") {
-    info.log.warn("detection", { msg: info.msg, verdict: describeVerdict(v), action: "refused (TOP)" });
+    info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "refused (TOP)" });
     return { kind: "refuse", reply: err("[SYS/PERM] This message contains a virus; retrieve it with RETR for the cleaned copy."), detected: true };
   }
   if (v.kind === "error") return { kind: "refuse", reply: R.scanTempFail(), detected: false };

@@ -198,7 +198,7 @@ export class Relay {
         if (mode === "collect") {
           if (size <= max) { parts.push(c); return; }
           if (this.o.onUnscanned === "deliver") {
-            log.warn("message too large to scan, delivered unscanned", { msg: expect.msg, maxMessageSize: max });
+            log.warn("message too large to scan, delivered unscanned", { number: expect.msg, maxMessageSize: max });
             mode = "stream";
             streamer = new Streamer(this, status);
             // A header line in front keeps the message valid and tells the reader it was not scanned.
@@ -206,7 +206,7 @@ export class Relay {
             parts.length = 0;
             return streamer.addAll(head);
           }
-          log.warn("message too large to scan, refused", { msg: expect.msg, onUnscanned: this.o.onUnscanned, maxMessageSize: max });
+          log.warn("message too large to scan, refused", { number: expect.msg, onUnscanned: this.o.onUnscanned, maxMessageSize: max });
           mode = "skip";
           parts.length = 0;
           return;

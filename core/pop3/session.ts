@@ -109,6 +109,11 @@ export class Pop3Session {
     try {
       const greeted = this.deps.fixedUpstream ? await this.connectFixed() : (this.send(R.greeting().bytes()), true);
       if (greeted) await this.commandLoop();
+      if (this.client.isClosed && !this.quitting) {
+        // The client left without QUIT: POP3 then commits nothing, so the server gets no QUIT either.
+        this.relay?.stop();
+        this.server?.ch.destroy();
+      } else this.relay?.stop(); // replies already queued still go out, then the pump ends
       if (this.pump) await this.pump;
     } catch (e) {
       this.log.error("session failed", { error: e });

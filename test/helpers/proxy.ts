@@ -96,20 +96,21 @@ export class TestClient {
     return c;
   }
 
-  private handlers() {
+  /** tls: handlers of the TLS socket after STLS; the plain socket's handlers then see only ciphertext and ignore it. */
+  private handlers(tls = false) {
+    const stale = () => this.upgraded && !tls;
     return {
-      data: (s: Socket<ClientState>, chunk: Buffer) => {
-        if (this.upgraded && s === this.plain) return;
+      data: (_s: Socket<ClientState>, chunk: Buffer) => {
+        if (stale()) return;
         this.received.push(Buffer.from(chunk));
         this.buf = Buffer.concat([this.buf, chunk]);
         this.wake();
       },
-      close: (s: Socket<ClientState>) => { if (this.upgraded && s === this.plain) return; this.isClosed = true; this.wake(); this.closeResolve(); },
-      end: (s: Socket<ClientState>) => { if (this.upgraded && s === this.plain) return; this.isClosed = true; this.wake(); this.closeResolve(); },
+      close: () => { if (stale()) return; this.isClosed = true; this.wake(); this.closeResolve(); },
+      end: () => { if (stale()) return; this.isClosed = true; this.wake(); this.closeResolve(); },
       error: () => {},
     };
   }
-  private plain: Socket<ClientState> | null = null;
 
   private wake(): void {
     const w = this.waiter;
@@ -175,10 +176,9 @@ export class TestClient {
 
   /** STLS from the client side (after the +OK was read). */
   async startTls(ca: string): Promise<void> {
-    this.plain = this.socket;
     this.upgraded = true;
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const h = this.handlers();
+    const h = this.handlers(true);
     const [, tls] = this.socket.upgradeTLS<ClientState>({
       data: { client: this },
       tls: { ca, serverName: "localhost" },
