@@ -1,0 +1,163 @@
+// The POP3 proxy against a misbehaving server: what a client sees must never be a truncated message.
+import { describe, expect, test } from "bun:test";
+import { throwingEngine } from "../helpers/engine.ts";
+import { startMockPop3 } from "../helpers/mock-pop3.ts";
+import { logObjects, startProxy, TestClient, unstuff } from "../helpers/proxy.ts";
+
+function bigMessage(size: number): string {
+  const line = "The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuvwxyz\r\n";
+  let body = "";
+  while (body.length < size) body += (body.length % 7 === 0 ? "." : "") + line;
+  return `Subject: big\r\n\r\n${body}`;
+}
+
+async function loggedIn(proxyPort: number, mockPort: number): Promise<TestClient> {
+  const c = await TestClient.connect(proxyPort);
+  await c.line();
+  c.send(`USER alice/127.0.0.1:${mockPort}`);
+  await c.line();
+  c.send("PASS secret");
+  expect(await c.line()).toStartWith("+OK");
+  return c;
+}
+
+describe("POP3 faults", () => {
+  test("upstream cut mid-message: the client gets no part of it and no terminating dot; the connection closes", async () => {
+    const msg = bigMessage(200_000);
+    const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 100_000 } } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.send("RETR 1");
+    const rest = await c.rest();
+    expect(rest.toString("latin1")).not.toContain("\r\n.\r\n");
+    expect(rest.length).toBe(0);
+    expect(logObjects(proxy.logs).find((l) => l.msg === "session end")?.end).toStartWith("upstream fault");
+    mock.stop();
+  });
+
+  test("upstream cut mid-message while streaming an unscanned message: closed without the dot", async () => {
+    const msg = bigMessage(300_000);
+    const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 250_000 } } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxMessageSize: 100_000 } });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.send("RETR 1");
+    const rest = (await c.rest()).toString("latin1");
+    expect(rest).toStartWith("+OK");
+    expect(rest).toContain("X-Virus-Status: Unscanned (too-large)\r\n");
+    expect(rest).not.toContain("\r\n.\r\n");
+    mock.stop();
+  });
+
+  test("a stalled upstream hits the read timeout and the client is closed without a dot", async () => {
+    const mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"], faults: { stallRetr: 1 } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { upstreamReadTimeout: 300 } });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.send("RETR 1");
+    const rest = (await c.rest()).toString("latin1");
+    expect(rest).not.toContain("\r\n.\r\n");
+    expect(logObjects(proxy.logs).find((l) => l.msg === "session end")?.end).toContain("no data for 300 ms");
+    mock.stop();
+  });
+
+  test("a status line over maxUpstreamLine ends the session", async () => {
+    const mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"], faults: { hugeStatLine: 5000 } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxUpstreamLine: 1024 } });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.send("STAT");
+    expect((await c.rest()).length).toBe(0);
+    expect(logObjects(proxy.logs).find((l) => l.msg === "session end")?.end).toContain("longer than 1024");
+    mock.stop();
+  });
+
+  test("garbage replies from the server end the session instead of being relayed", async () => {
+    const mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"], faults: { garbageAfterLogin: "HELLO I AM NOT POP3" } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+    const c = await TestClient.connect(proxy.ports.pop3);
+    await c.line();
+    c.send(`USER alice/127.0.0.1:${mock.port}`);
+    await c.line();
+    c.send("PASS secret");
+    // Even the login reply is garbage: the client gets a temporary failure, not the garbage.
+    expect(await c.line()).toBe("-ERR [SYS/TEMP] Mail server unavailable, try again later.");
+    c.close();
+    mock.stop();
+  });
+
+  test("garbage greeting: temporary failure", async () => {
+    const mock = await startMockPop3({ faults: { greeting: "220 smtp.example.org ESMTP" } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await c.line();
+    c.send(`USER alice/127.0.0.1:${mock.port}`);
+    await c.line();
+    c.send("PASS secret");
+    expect(await c.line()).toBe("-ERR [SYS/TEMP] Mail server unavailable, try again later.");
+    mock.stop();
+  });
+
+  test("nothing listening upstream: temporary failure", async () => {
+    const mock = await startMockPop3();
+    const port = mock.port;
+    mock.stop();
+    await using proxy = await startProxy({ allowedUpstreamPorts: [port] });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await c.line();
+    c.send(`USER alice/127.0.0.1:${port}`);
+    await c.line();
+    c.send("PASS secret");
+    expect(await c.line()).toBe("-ERR [SYS/TEMP] Mail server unavailable, try again later.");
+  });
+
+  test("too large with onUnscanned tempfail: -ERR and the session goes on in step", async () => {
+    const mock = await startMockPop3({ messages: [bigMessage(300_000), "Subject: small\r\n\r\nok\r\n"] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], onUnscanned: "tempfail", limits: { maxMessageSize: 100_000 } });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.sendRaw("RETR 1\r\nRETR 2\r\n");
+    expect(await c.line()).toBe("-ERR [SYS/PERM] Message is larger than the proxy may scan (maxMessageSize).");
+    expect(unstuff((await c.multi()).body).toString()).toBe("Subject: small\r\n\r\nok\r\n");
+    mock.stop();
+  });
+
+  test("too large with onUnscanned deliver: streamed whole, tagged, with its final dot", async () => {
+    const msg = bigMessage(3_000_000);
+    const mock = await startMockPop3({ messages: [msg] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxMessageSize: 100_000 } });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.send("RETR 1");
+    const r = await c.multi();
+    expect(unstuff(r.body).toString("latin1")).toBe("X-Virus-Status: Unscanned (too-large)\r\n" + msg);
+    mock.stop();
+  });
+
+  test("a scanner failure is a temporary failure (onError tempfail); the session continues", async () => {
+    const mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] }, { engine: throwingEngine("async") });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.send("RETR 1");
+    expect(await c.line()).toStartWith("-ERR [SYS/TEMP]");
+    c.send("NOOP");
+    expect(await c.line()).toBe("+OK");
+    mock.stop();
+  });
+
+  test("a slow client: big messages arrive intact while the client reads late", async () => {
+    const msgs = [bigMessage(4_000_000), bigMessage(4_000_000)];
+    const mock = await startMockPop3({ messages: msgs });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.sendRaw("RETR 1\r\nRETR 2\r\n");
+    const a = await c.multi();
+    const b = await c.multi();
+    expect(unstuff(a.body).toString("latin1")).toBe(msgs[0]!);
+    expect(unstuff(b.body).toString("latin1")).toBe(msgs[1]!);
+    mock.stop();
+  });
+
+  test("client lines over maxClientLine are refused and the session ends", async () => {
+    await using proxy = await startProxy({ limits: { maxClientLine: 512 } });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await c.line();
+    c.send("USER " + "a".repeat(2000));
+    expect((await c.rest()).toString()).toBe("-ERR Line too long.\r\n");
+  });
+});
