@@ -49,8 +49,8 @@ async function zipOf(files: Record<string, string | Uint8Array>): Promise<Uint8A
 
 export interface Corpus { mbox: string; sigDir: string; bytes: number; messages: number; infected: number }
 
-/** Writes dir/bench.mbox (about targetMB) and dir/sigs/ (ndbCount .ndb signatures plus some .hdb). */
-export async function makeCorpus(dir: string, targetMB = 200, ndbCount = 10_000): Promise<Corpus> {
+/** Writes dir/<name> (about targetMB; with or without infected messages) and dir/sigs/ (ndbCount .ndb signatures plus some .hdb). */
+export async function makeCorpus(dir: string, targetMB = 200, ndbCount = 10_000, withInfected = true, name = "bench.mbox"): Promise<Corpus> {
   await mkdir(join(dir, "sigs"), { recursive: true });
   const rand = prng(20261122);
   const pool = new Uint8Array(8 * 1024 * 1024);
@@ -66,7 +66,7 @@ export async function makeCorpus(dir: string, targetMB = 200, ndbCount = 10_000)
   const infectedZip = await zipOf({ "eicar.com": EICAR });
 
   const target = targetMB * 1024 * 1024;
-  const sink = Bun.file(join(dir, "bench.mbox")).writer({ highWaterMark: 4 * 1024 * 1024 });
+  const sink = Bun.file(join(dir, name)).writer({ highWaterMark: 4 * 1024 * 1024 });
   let bytes = 0, messages = 0, infected = 0;
   while (bytes < target) {
     const r = rand();
@@ -81,7 +81,7 @@ export async function makeCorpus(dir: string, targetMB = 200, ndbCount = 10_000)
     } else {
       let name: string, data: Uint8Array;
       if (r < 0.9) { name = `scan${messages}.pdf`; data = slice(Math.floor(50_000 + rand() * 400_000)); }
-      else if (r < 0.985) { name = `archive${messages}.zip`; data = zips[messages % zips.length]!; }
+      else if (r < 0.985 || !withInfected) { name = `archive${messages}.zip`; data = zips[messages % zips.length]!; }
       else { name = `invoice${messages}.zip`; data = infectedZip; infected++; }
       body = `Content-Type: multipart/mixed; boundary="mix"\r\n\r\n--mix\r\nContent-Type: text/plain\r\n\r\n${words(rand, 1_000)}\r\n--mix\r\nContent-Type: application/octet-stream; name="${name}"\r\nContent-Disposition: attachment; filename="${name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(data)}\r\n--mix--\r\n`;
     }
@@ -105,5 +105,5 @@ export async function makeCorpus(dir: string, targetMB = 200, ndbCount = 10_000)
   const hdb: string[] = [];
   for (let i = 0; i < 1000; i++) hdb.push(`${hex(16)}:${1000 + i}:Bench.Hash.${i}`);
   await writeFile(join(dir, "sigs", "bench.hdb"), hdb.join("\n") + "\n");
-  return { mbox: join(dir, "bench.mbox"), sigDir: join(dir, "sigs"), bytes, messages, infected };
+  return { mbox: join(dir, name), sigDir: join(dir, "sigs"), bytes, messages, infected };
 }
