@@ -76,7 +76,7 @@ export function noticeItem(t: CleanTarget): NoticeItem {
  * inline disposition named "<original>.removed.txt" (so the client shows the notice where the
  * attachment was and the name still says which file it was), and the notice body.
  */
-export function replacePartEdit(raw: Uint8Array, t: CleanTarget, eol: string, quarantined: boolean): Edit {
+export function replacePartEdit(raw: Uint8Array, t: CleanTarget, eol: string, keptNote: string | null): Edit {
   const { part } = t;
   const chunks: Uint8Array[] = [];
   for (const f of part.headers) {
@@ -85,7 +85,7 @@ export function replacePartEdit(raw: Uint8Array, t: CleanTarget, eol: string, qu
     chunks.push(field);
     if (field[field.length - 1] !== 0x0a) chunks.push(bytes(eol));
   }
-  const body = encodeNotice(partNoticeText(noticeItem(t), quarantined), eol);
+  const body = encodeNotice(partNoticeText(noticeItem(t), keptNote), eol);
   const name = part.filename ? `${part.filename}.removed.txt` : "removed.txt";
   chunks.push(
     bytes(

@@ -7,7 +7,7 @@ import { cleanTargets, noticeItem, replacePartEdit } from "./clean.ts";
 import { detectionNames, describeFinding } from "./describe.ts";
 import { headerValue, safeText, statusEdits } from "./headers.ts";
 import { noticeMessage } from "./notice.ts";
-import { quarantinesInfected, type ActionPolicy } from "./policy.ts";
+import { ORIGINAL_KEPT_NOTE, quarantinesInfected, type ActionPolicy } from "./policy.ts";
 import { lineEnding, splice } from "./splice.ts";
 
 export { policyFromConfig, type ActionPolicy } from "./policy.ts";
@@ -96,7 +96,8 @@ function infected(ctx: Ctx): RewriteOutcome {
   const targets = policy.action === "clean" || policy.action === "auto-clean" ? cleanTargets(tree, result.findings) : null;
   if (targets) {
     const edits = statusEdits(raw, tree, eol, { status: `Cleaned (${names})`, product: policy.product, subjectTag: subjectTag(policy) });
-    for (const t of targets) edits.push(replacePartEdit(raw, t, eol, quarantine));
+    const keptNote = quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null;
+    for (const t of targets) edits.push(replacePartEdit(raw, t, eol, keptNote));
     return {
       disposition: "deliver",
       bytes: splice(raw, edits),
@@ -116,7 +117,7 @@ function infected(ctx: Ctx): RewriteOutcome {
 
 function replace(ctx: Ctx, status: string, infected: boolean, quarantine: boolean, lines: string[]): RewriteOutcome {
   const { raw, tree, result, policy, eol } = ctx;
-  if (quarantine) lines = [...lines, "", "The original message was kept in quarantine."];
+  if (quarantine) lines = [...lines, "", ORIGINAL_KEPT_NOTE[policy.originalKept]];
   const bytes = noticeMessage(raw, tree, eol, { status, product: policy.product, subjectTag: infected ? subjectTag(policy) : "", lines });
   const relevant = result.findings.filter((f) => (infected ? f.verdict.kind === "infected" : f.verdict.kind !== "infected"));
   const removed = relevant.length

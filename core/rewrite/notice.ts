@@ -13,14 +13,15 @@ export interface NoticeItem {
   detections: string[];
 }
 
-export function partNoticeText(item: NoticeItem, quarantined: boolean): string[] {
+/** keptNote: the sentence saying where the original survives, or null when it does not. */
+export function partNoticeText(item: NoticeItem, keptNote: string | null): string[] {
   const what = item.filename ? `the attachment "${safeText(item.filename)}"` : `a ${safeText(item.contentType, 80)} part (section ${item.partId})`;
   return [
     `mailsentry removed ${what} from this message because it contained malware.`,
     "",
     ...(item.filename ? [`File: ${safeText(item.filename)}`] : []),
     ...item.detections.map((d) => `Detection: ${safeText(d, 400)}`),
-    ...(quarantined ? ["", "The original message was kept in quarantine."] : []),
+    ...(keptNote ? ["", keptNote] : []),
   ];
 }
 

@@ -10,7 +10,18 @@ export interface ActionPolicy {
   subjectTag: string;
   /** For X-Virus-Scanned, e.g. "mailsentry 0.1.0". */
   product: string;
+  /**
+   * Where the original of a replaced or cleaned message survives, for the notice's last line: the
+   * proxy keeps it in quarantine; the CLI never modifies its input, so the original stays there.
+   */
+  originalKept: "quarantine" | "source";
 }
+
+/** The notice's closing sentence for each place the original is kept. */
+export const ORIGINAL_KEPT_NOTE: Record<ActionPolicy["originalKept"], string> = {
+  quarantine: "The original message was kept in quarantine.",
+  source: "The original message is unchanged in the scanned file.",
+};
 
 export function policyFromConfig(c: Config, product: string): ActionPolicy {
   return {
@@ -20,6 +31,7 @@ export function policyFromConfig(c: Config, product: string): ActionPolicy {
     tagClean: c.tagClean,
     subjectTag: c.subjectTag,
     product,
+    originalKept: "quarantine",
   };
 }
 

@@ -108,6 +108,9 @@ describe("scan-file", () => {
     const cleaned = await readFile(join(out, "infected.eml"), "utf8");
     expect(cleaned).toContain("Message-ID: <i1@example.org>");
     expect(cleaned).not.toContain(Buffer.from(EICAR_TEXT).toString("base64"));
+    // The CLI keeps no quarantine: the notice must point at the untouched input instead.
+    expect(cleaned).toContain("The original message is unchanged in the scanned file.");
+    expect(cleaned).not.toContain("quarantine");
     const again = await run(["scan-file", join(out, "infected.eml")]);
     expect(again.code).toBe(0);
   });

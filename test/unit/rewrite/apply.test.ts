@@ -309,5 +309,6 @@ test("policyFromConfig copies the action settings and the product", () => {
     tagClean: true,
     subjectTag: "[V]",
     product: "p 1",
+    originalKept: "quarantine",
   });
 });
