@@ -115,6 +115,7 @@ export class Service {
     this.stopping ??= (async () => {
       for (const l of this.sockets) l.stop();
       const deadline = this.gen.config.limits.drainTimeout;
+      for (const s of this.sessions) s.drain();
       if (this.sessions.size > 0) {
         this.opts.log.info("stopping: waiting for sessions", { sessions: this.sessions.size, drainTimeoutMs: deadline });
         const all = Promise.all([...this.sessions].map((s) => s.finished));

@@ -58,6 +58,7 @@ export class Pop3Session {
   private relay: Relay | null = null;
   private pump: Promise<void> | null = null;
   private bad = 0;
+  private busy = false;
   private quitting = false;
   private closing = false;
   private user: string | null = null;
@@ -133,6 +134,14 @@ export class Pop3Session {
     return summary;
   }
 
+  /**
+   * The proxy is stopping: a session not logged in and not in the middle of a command has nothing
+   * in flight and is closed now; the others may finish until the drain deadline.
+   */
+  drain(): void {
+    if (this.state !== "transaction" && !this.busy && !this.client.isClosed) this.abort("proxy stopping");
+  }
+
   /** Ends the session now (drain deadline). A reply in progress is cut without its final dot. */
   abort(reason: string, reply: Pop3Reply = R.shuttingDown()): void {
     this.endReason = reason;
@@ -189,6 +198,7 @@ export class Pop3Session {
         }
         continue;
       }
+      this.busy = true;
       try {
         await cmd.run(this, args, raw);
       } catch (e) {
@@ -200,6 +210,8 @@ export class Pop3Session {
           return;
         }
         throw e;
+      } finally {
+        this.busy = false;
       }
     }
   }

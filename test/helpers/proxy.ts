@@ -202,3 +202,73 @@ export function unstuff(body: Buffer): Buffer {
   const text = body.toString("latin1");
   return Buffer.from(text.split("\r\n").map((l) => (l.startsWith(".") ? l.slice(1) : l)).join("\r\n"), "latin1");
 }
+
+const ROOT = join(import.meta.dir, "../..");
+
+/** The command that runs the CLI: MAILSENTRY_BIN (compiled binary) or bun cli/main.ts. */
+export function cliCommand(): string[] {
+  const bin = process.env.MAILSENTRY_BIN;
+  return bin ? [bin] : [process.execPath, join(ROOT, "cli/main.ts")];
+}
+
+/** An environment whose config and state live under home. */
+export function cliEnv(home: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("MAILSENTRY_")) env[k] = v;
+  return { ...env, XDG_STATE_HOME: join(home, "state"), XDG_CONFIG_HOME: join(home, "config"), NO_COLOR: "1" };
+}
+
+/** Runs the CLI to completion. */
+export async function runCli(args: string[], home: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([...cliCommand(), ...args], { cwd: ROOT, env: cliEnv(home), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+/** A free loopback port (for subprocess configs, which cannot say port 0 and report back). */
+export async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+export interface ProxyProcess {
+  proc: ReturnType<typeof Bun.spawn>;
+  /** stderr lines so far. */
+  lines: string[];
+  /** Resolves when a stderr line matches (lines already seen count). */
+  waitLog(match: (line: string) => boolean): Promise<string>;
+}
+
+/** `mailsentry serve` in a subprocess; resolves once it reports that it runs. */
+export async function startProxyProcess(o: { config: string; home: string; args?: string[] }): Promise<ProxyProcess> {
+  const proc = Bun.spawn([...cliCommand(), "serve", "--config", o.config, ...(o.args ?? [])], {
+    cwd: ROOT, env: cliEnv(o.home), stdout: "ignore", stderr: "pipe", stdin: "ignore",
+  });
+  const lines: string[] = [];
+  const waiters: { match: (l: string) => boolean; resolve: (l: string) => void }[] = [];
+  void (async () => {
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (process.env.MAILSENTRY_TEST_LOG === "1") process.stderr.write(line + "\n");
+        for (const w of waiters.splice(0)) (w.match(line) ? w.resolve(line) : waiters.push(w));
+      }
+    }
+  })();
+  const waitLog = (match: (l: string) => boolean) => {
+    const seen = lines.find(match);
+    if (seen) return Promise.resolve(seen);
+    const exited = proc.exited.then((code) => { throw new Error(`proxy exited (${code}) before the expected log line; stderr:\n${lines.join("\n")}`); });
+    return Promise.race([new Promise<string>((resolve) => waiters.push({ match, resolve })), exited]);
+  };
+  await waitLog((l) => l.includes("mailsentry proxy running"));
+  return { proc, lines, waitLog };
+}
