@@ -1,6 +1,9 @@
 #!/usr/bin/env bun
 // mailsentry's command line: a citty root with lazily loaded subcommands. This file also owns the
 // CLI's contract for mistakes: unknown flags or commands are one line on stderr and exit 2, never a stack.
+// @peculiar/x509 (local CA) needs the Reflect metadata polyfill installed before it loads; in the
+// compiled bundle the lazily loaded chunk can evaluate it too late, so the entry point installs it.
+import "reflect-metadata";
 import type { ArgsDef, CommandDef } from "citty";
 import { EXIT_ERROR, UsageError, VERSION } from "./report.ts";
 
