@@ -66,12 +66,14 @@ export default defineCommand({
       process.exitCode = 2;
       return;
     }
-    log.info("mailsentry proxy running", { pid: process.pid, stateDir: state, config: first.file });
 
     const onTerm = (sig: string) => () => void stop(sig).catch((e) => log.error("stop failed", { error: e }));
     process.on("SIGTERM", onTerm("SIGTERM"));
     process.on("SIGINT", onTerm("SIGINT"));
     process.on("SIGHUP", () => void reload().catch((e) => log.error("reload failed; the previous configuration stays in force", { error: (e as Error).message })));
+
+    // Logged only once the signal handlers are in place: scripts may signal as soon as they see it.
+    log.info("mailsentry proxy running", { pid: process.pid, stateDir: state, config: first.file });
 
     await service.done;
     await control.close();

@@ -67,3 +67,30 @@ describe("redaction", () => {
     ["RETR 1", "RETR 1"],
   ])("%s", (line, shown) => expect(redactCommand(line)).toBe(shown));
 });
+
+import { createLogger } from "../../../core/log.ts";
+
+describe("log lines", () => {
+  test("json: one object per line, fields kept, secret-looking fields masked, errors serialised", () => {
+    const lines: string[] = [];
+    const log = createLogger({ format: "json", level: "debug", write: (l) => lines.push(l) }).child({ session: 7 });
+    log.info("logged in", { user: "alice", password: "hunter2" });
+    log.error("failed", { error: new Error("boom") });
+    log.debug("client", { msg: "not the message" });
+    const objs = lines.map((l) => JSON.parse(l));
+    expect(objs[0]).toMatchObject({ level: "info", msg: "logged in", session: 7, user: "alice", password: "***" });
+    expect(objs[1].error.message).toBe("boom");
+    expect(objs[1].error.stack).toContain("boom");
+    expect(objs[2].msg).toBe("client");
+    expect(lines.join("\n")).not.toContain("hunter2");
+  });
+
+  test("text: a readable line; level filter applies", () => {
+    const lines: string[] = [];
+    const log = createLogger({ format: "text", level: "warn", write: (l) => lines.push(l) });
+    log.info("hidden");
+    log.warn("shown", { server: "mail.example.org:995", note: "two words" });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^\S+Z WARN  shown server=mail.example.org:995 note="two words"$/);
+  });
+});
