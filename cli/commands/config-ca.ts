@@ -23,6 +23,7 @@ Check the fingerprint when a client shows it, then trust the certificate in the 
     choose ${caCert}, tick "Trust this CA to identify websites" (used for mail servers too)
   fetchmail:
     --sslcertfile ${caCert} --sslcertck   (or in .fetchmailrc: sslcertfile "${caCert}" sslcertck)
+    fetchmail checks DNS names only: poll "localhost", not 127.0.0.1 (or add: sslcommonname localhost)
   curl:
     --cacert ${caCert}
   mbsync (isync):

@@ -82,6 +82,26 @@ describe.skipIf(!have("dovecot"))("private Dovecot", () => {
     });
   }
 
+  test.skipIf(!have("fetchmail"))("fetchmail with STLS and the test CA delivers the messages, keeping them", async () => {
+    // fetchmail verifies DNS names only (no IP SANs): poll "localhost", which it resolves to 127.0.0.1.
+    const rc = `${dc.dir}/fetchmailrc`;
+    const out = `${dc.dir}/fetched`;
+    await Bun.write(rc, `poll localhost service ${dc.ports.pop3} protocol pop3 user "alice" password "alice-secret" ` +
+      `sslproto tls1.2+ sslcertck sslcertfile "${dc.caFile}" keep fetchall mda "cat >> ${out}"\n`);
+    await import("node:fs/promises").then((fs) => fs.chmod(rc, 0o600)); // fetchmail refuses a readable rc file
+    const p = Bun.spawn(["fetchmail", "-f", rc, "--nosyslog", "--pidfile", `${dc.dir}/fetchmail.pid`],
+      { stdout: "pipe", stderr: "pipe", env: { ...process.env, HOME: dc.dir } });
+    const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+    if (code !== 0) console.error(err, await dc.logTail());
+    expect(code).toBe(0);
+    const got = await Bun.file(out).text();
+    // fetchmail adds a Received: line and hands the MDA LF line ends.
+    for (const m of messages) {
+      const body = new TextDecoder().decode(m).replace(/\r\n/g, "\n");
+      expect(got).toContain(body);
+    }
+  });
+
   test("a client trusting another CA is refused on POP3S", async () => {
     if (!have("curl")) return;
     const r = await run(["curl", "-sS", "-u", "alice:alice-secret", `pop3s://127.0.0.1:${dc.ports.pop3s}/1`]);
