@@ -73,6 +73,10 @@ default_internal_group = ${acct.internalGroup}
 default_login_user = ${acct.login}
 mail_location = maildir:~/Maildir
 pop3_uidl_format = %08Xu%08Xv
+# Room for the 500-session benchmark: one pop3 process per session, all one user from 127.0.0.1.
+default_process_limit = 1200
+default_client_limit = 5000
+mail_max_userip_connections = 2000
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u ${dir}/users
