@@ -18,6 +18,12 @@ export interface DecodeStep {
 }
 
 const EMPTY = new Uint8Array(0);
+const LF_DOT = Buffer.from("\n.");
+
+/** A Buffer view (no copy) for its native multi-byte indexOf. */
+function view(c: Uint8Array): Buffer {
+  return Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+}
 const CR_ONLY = new Uint8Array([CR]);
 
 /** Streaming dot-unstuffer. The body it yields keeps its line ends; the terminator line is not part of it. */
@@ -35,11 +41,17 @@ export class DotDecoder {
     while (i < n) {
       switch (this.state) {
         case D.Mid: {
-          const nl = chunk.indexOf(LF, i);
-          if (nl < 0) { out.push(chunk.subarray(i)); i = n; break; }
-          out.push(chunk.subarray(i, nl + 1));
-          i = nl + 1;
-          this.state = D.LineStart;
+          // Only a line that starts with "." needs work: jump from one "\n." to the next (memchr-fast).
+          const at = view(chunk).indexOf(LF_DOT, i);
+          if (at < 0) {
+            out.push(chunk.subarray(i));
+            this.state = chunk[n - 1] === LF ? D.LineStart : D.Mid;
+            i = n;
+            break;
+          }
+          out.push(chunk.subarray(i, at + 1));
+          i = at + 2;
+          this.state = D.Dot;
           break;
         }
         case D.LineStart:
@@ -83,18 +95,13 @@ export class DotEncoder {
     if (chunk.length === 0) return [];
     this.empty = false;
     const out: Uint8Array[] = [];
-    let from = 0;
-    let i = 0;
     const n = chunk.length;
     if (this.atLineStart && chunk[0] === DOT) out.push(DOT_ONLY);
-    while (i < n) {
-      const nl = chunk.indexOf(LF, i);
-      if (nl < 0 || nl + 1 >= n) break;
-      if (chunk[nl + 1] === DOT) {
-        out.push(chunk.subarray(from, nl + 1), DOT_ONLY);
-        from = nl + 1;
-      }
-      i = nl + 1;
+    let from = 0;
+    const b = view(chunk);
+    for (let at = b.indexOf(LF_DOT); at >= 0; at = b.indexOf(LF_DOT, at + 1)) {
+      out.push(chunk.subarray(from, at + 1), DOT_ONLY);
+      from = at + 1;
     }
     out.push(chunk.subarray(from));
     this.atLineStart = chunk[n - 1] === LF;
