@@ -7,6 +7,8 @@ import { eicar } from "../helpers/eicar.ts";
 import { mockStuff, startMockPop3, type MockPop3 } from "../helpers/mock-pop3.ts";
 import { logObjects, startProxy, TestClient, unstuff, type StartedProxy } from "../helpers/proxy.ts";
 import { makeTestCa, type TestCa } from "../helpers/test-ca.ts";
+import { connectUpstream, loadTrust, UpstreamError } from "../../core/net/upstream.ts";
+import { ServerConn } from "../../core/pop3/server.ts";
 
 const CLEAN = "From: a@example.org\r\nTo: b@example.org\r\nSubject: hello\r\nMessage-ID: <1@example.org>\r\n\r\n.leading dot line\r\nbody\r\n..two dots\r\n.\r\nend\r\n";
 
@@ -267,6 +269,20 @@ describe("POP3 relay", () => {
       await using c = await TestClient.connect(proxy.ports.pop3);
       expect(await login(c, mock)).toBe("-ERR [SYS/PERM] The mail server offers no TLS and mailsentry requires it (upstreamTls: required).");
       expect(mock.commands[0]!.some((l) => l.startsWith("PASS") || l.startsWith("AUTH"))).toBe(false);
+      mock.stop();
+    });
+
+    test("implicit TLS (the port-995 path): verified with the CA file, refused without it", async () => {
+      const mock = await startMockPop3({ messages: [CLEAN], tls: { cert: ca.certPem, key: ca.keyPem }, implicitTls: true });
+      const trusted = await loadTrust({ caFile: ca.caFile, insecureHosts: [], env: {} });
+      const ch = await connectUpstream({ host: "127.0.0.1", ip: "127.0.0.1", port: mock.port, implicitTls: true, trust: trusted, timeoutMs: 5000 });
+      const server = new ServerConn(ch, { maxUpstreamLine: 1024, upstreamReadTimeout: 5000 });
+      expect((await server.status()).line).toBe("+OK mock ready <1.2@mock>");
+      ch.destroy();
+      const untrusted = await loadTrust({ caFile: null, insecureHosts: [], env: {} });
+      const refused = await connectUpstream({ host: "127.0.0.1", ip: "127.0.0.1", port: mock.port, implicitTls: true, trust: untrusted, timeoutMs: 5000 }).catch((e) => e);
+      expect(refused).toBeInstanceOf(UpstreamError);
+      expect(refused.code).toBe("tls");
       mock.stop();
     });
 
