@@ -4,7 +4,7 @@
 // everything else streams. A body cut short upstream closes the client without the final dot.
 import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
-import { DotEncoder, concatBytes } from "./dot.ts";
+import { DotEncoder } from "./dot.ts";
 import { filterCapa } from "./capa.ts";
 import { latin1Bytes } from "./lines.ts";
 import { R, type Pop3Reply } from "./replies.ts";
@@ -187,7 +187,9 @@ export class Relay {
   private async message(status: Uint8Array, expect: { msg: string; partial: boolean }): Promise<void> {
     const { log, limits } = this.o;
     const max = limits.maxMessageSize;
-    const parts: Uint8Array[] = [];
+    // Collected into one buffer sized from "+OK n octets" (when given): socket chunks are freed as
+    // they arrive instead of being held twice (list + joined copy) at the peak.
+    const body = new Collector(octetsHint(status), max);
     let size = 0;
     // Past maxMessageSize the same body read goes on in another mode: streamed unscanned or skipped.
     let mode = "collect" as "collect" | "stream" | "skip";
@@ -196,19 +198,18 @@ export class Relay {
       await this.o.server.reader.readBody((c) => {
         size += c.length;
         if (mode === "collect") {
-          if (size <= max) { parts.push(c); return; }
+          if (size <= max) { body.add(c); return; }
           if (this.o.onUnscanned === "deliver") {
             log.warn("message too large to scan, delivered unscanned", { number: expect.msg, maxMessageSize: max });
             mode = "stream";
             streamer = new Streamer(this, status);
             // A header line in front keeps the message valid and tells the reader it was not scanned.
-            const head = [latin1Bytes("X-Virus-Status: Unscanned (too-large)\r\n"), ...parts, c];
-            parts.length = 0;
+            const head = [latin1Bytes("X-Virus-Status: Unscanned (too-large)\r\n"), body.take(), c];
             return streamer.addAll(head);
           }
           log.warn("message too large to scan, refused", { number: expect.msg, onUnscanned: this.o.onUnscanned, maxMessageSize: max });
           mode = "skip";
-          parts.length = 0;
+          body.take();
           return;
         }
         if (mode === "stream") return streamer!.add(c);
@@ -220,7 +221,7 @@ export class Relay {
     this.o.stats.bytes += size;
     if (mode === "stream") return (streamer as Streamer | null)!.end();
     if (mode === "skip") { this.write(R.tooLarge().bytes()); return; }
-    const raw = concatBytes(parts, size);
+    const raw = body.take();
     const outcome = await this.o.filter!(raw, { msg: expect.msg, partial: expect.partial, log });
     if (outcome.detected) this.o.stats.detections++;
     if (outcome.kind === "refuse") {
@@ -228,9 +229,9 @@ export class Relay {
       return;
     }
     const enc = new DotEncoder();
-    const body = enc.push(outcome.bytes);
+    const stuffed = enc.push(outcome.bytes);
     const statusLine = outcome.bytes === raw ? status : rewriteOctets(status, outcome.bytes.length);
-    this.write(statusLine, CRLF, ...body, enc.end());
+    this.write(statusLine, CRLF, ...stuffed, enc.end());
   }
 
   /** @internal for Streamer */
@@ -272,6 +273,41 @@ class Streamer {
     this.size = 0;
     if (out.isFull) await out.room();
     if (this.relay.client.isClosed) throw new RelayAbort("client went away");
+  }
+}
+
+/** Size hint from "+OK 1234 octets" (RFC 1939 suggests it); 0 when absent. */
+function octetsHint(status: Uint8Array): number {
+  const m = /^\+OK\s+(\d{1,12})/i.exec(Buffer.from(status).toString("latin1"));
+  return m ? Number(m[1]) : 0;
+}
+
+/** A growable byte buffer; doubling keeps copies linear. */
+class Collector {
+  private buf: Uint8Array;
+  private len = 0;
+
+  constructor(hint: number, private readonly max: number) {
+    // The hint counts the message with CRLF line ends, the unstuffed body is that size or less.
+    this.buf = new Uint8Array(Math.min(Math.max(hint, 16 * 1024), max));
+  }
+
+  add(c: Uint8Array): void {
+    if (this.len + c.length > this.buf.length) {
+      const next = new Uint8Array(Math.max(this.len + c.length, Math.min(this.max, this.buf.length * 2)));
+      next.set(this.buf.subarray(0, this.len));
+      this.buf = next;
+    }
+    this.buf.set(c, this.len);
+    this.len += c.length;
+  }
+
+  /** The bytes so far (a view; the collector is empty afterwards). */
+  take(): Uint8Array {
+    const out = this.buf.subarray(0, this.len);
+    this.buf = new Uint8Array(0);
+    this.len = 0;
+    return out;
   }
 }
 
