@@ -296,6 +296,19 @@ describe("POP3 relay", () => {
     });
   });
 
+  test.skipIf(process.platform !== "linux")("excludedApps: a local client program found through /proc is relayed unscanned", async () => {
+    const mock = await startMockPop3({ messages: [infectedMessage()] });
+    // The client here is this test process itself.
+    const me = (await Bun.file("/proc/self/comm").text()).trim();
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], excludedApps: [me] });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await login(c, mock);
+    c.send("RETR 1");
+    expect(unstuff((await c.multi()).body).toString("latin1")).toBe(infectedMessage());
+    expect(logObjects(proxy.logs).find((l) => l.msg === "session relayed without scanning")).toMatchObject({ exclusion: `excludedApps: ${me}` });
+    mock.stop();
+  });
+
   test("excludedServers: relayed unscanned, and the log says which exclusion applied", async () => {
     const mock = await startMockPop3({ messages: [infectedMessage()] });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], excludedServers: ["127.0.0.0/8"] });
