@@ -181,7 +181,7 @@ export interface FetchmailOptions {
 /** The "From " line the MDA writes before each message. */
 export const MBOX_FROM = "From mailsentry-test Thu Jan  1 00:00:00 1970";
 
-/** The messages of an mbox written by fetchmail's MDA above (LF line ends, as fetchmail hands them over). */
+/** The messages of an mbox written by fetchmail's MDA above (LF line ends, as fetchmail hands them over); read it as latin1. */
 export function splitMbox(text: string): string[] {
   return text.split(`${MBOX_FROM}\n`).slice(1).map((m) => m.replace(/\n$/, ""));
 }
