@@ -165,6 +165,45 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
     }
   });
 
+  test("four clients at once, each through its own upstream session, all get the 5 MB message intact", async () => {
+    const large = corpus.findIndex((c) => c.name === "large") + 1;
+    const ref = messagesOf(await direct("alice", [["retr", large]]));
+    const runs = await Promise.all([0, 1, 2, 3].map((i) =>
+      poplib({ mode: i % 2 ? "stls" : "plain", port: proxy.ports.pop3, caFile: proxyCa, user: routed("alice"), password: PW, ops: [["retr", large], ["retr", 1]] })));
+    for (const r of runs) expect(Buffer.from(messagesOf(r)[0]!).equals(ref[0]!)).toBe(true);
+  });
+
+  test("upstream TLS policy against Dovecot: required works (STLS offered), off logs in in clear", async () => {
+    for (const upstreamTls of ["required", "off"] as const) {
+      await using p = await startProxy({ ...base, upstreamTls });
+      const r = await poplib({ mode: "plain", port: p.ports.pop3, user: routed("alice"), password: PW, ops: [["retr", 1]] });
+      expect(messagesOf(r)).toEqual([corpus[0]!.bytes]);
+      expect(logObjects(p.logs).find((l) => l.msg === "logged in")).toMatchObject({ upstreamTls: upstreamTls === "required" });
+    }
+  });
+
+  test("Dovecot's certificate not trusted (no upstreamCaFile): the client gets the TLS failure, not a login", async () => {
+    await using p = await startProxy({ allowedUpstreamPorts: [dc.ports.pop3] });
+    await expect(poplib({ mode: "plain", port: p.ports.pop3, user: routed("alice"), password: PW, ops: [] }))
+      .rejects.toThrow("-ERR [SYS/PERM] TLS with the mail server failed");
+  });
+
+  test("over maxMessageSize: onUnscanned deliver relays it as Dovecot sends it under an Unscanned header; tempfail withholds it", async () => {
+    const large = corpus.findIndex((c) => c.name === "large") + 1;
+    const ref = messagesOf(await direct("alice", [["retr", large]]));
+    await using deliver = await startProxy({ ...base, limits: { maxMessageSize: 1024 * 1024 } });
+    const r = await poplib({ mode: "plain", port: deliver.ports.pop3, user: routed("alice"), password: PW, ops: [["retr", large], ["retr", 1]] });
+    const got = messagesOf(r);
+    const header = Buffer.from("X-Virus-Status: Unscanned (too-large)\r\n");
+    expect(Buffer.from(got[0]!).subarray(0, header.length).toString()).toBe(header.toString());
+    expect(Buffer.from(got[0]!).subarray(header.length).equals(ref[0]!)).toBe(true);
+    expect(got[1]).toEqual(corpus[0]!.bytes);
+    await using tempfail = await startProxy({ ...base, onUnscanned: "tempfail", limits: { maxMessageSize: 1024 * 1024 } });
+    const t = await poplib({ mode: "plain", port: tempfail.ports.pop3, user: routed("alice"), password: PW, ops: [["retr", large], ["retr", 1]] });
+    expect(t.results[0]!.err).toStartWith("-ERR");
+    expect(t.results[1]!.data).toEqual(corpus[0]!.bytes);
+  });
+
   describe.skipIf(!have("curl"))("curl", () => {
     // curl -u splits user:password at the first colon, and a routed name holds one ("host:port"):
     // the credentials go into the URL, percent-encoded, which curl decodes.
@@ -300,5 +339,11 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
     const deadline = Date.now() + 5_000;
     while (!logObjects(proxy.logs).some((l) => l.msg === "session end" && l.user === "erin") && Date.now() < deadline) await Bun.sleep(10);
     expect(await dc.maildirMessages("erin")).toEqual([corpus[0]!.bytes, corpus[1]!.bytes]);
+  });
+
+  // Last: Dovecot's auth penalty slows the next logins from 127.0.0.1 after a failed one.
+  test("a wrong password gets the uniform -ERR [AUTH] reply", async () => {
+    await expect(poplib({ mode: "plain", port: proxy.ports.pop3, user: routed("alice"), password: "wrong", ops: [] }))
+      .rejects.toThrow("-ERR [AUTH] Authentication failed.");
   });
 });
