@@ -15,7 +15,7 @@ import { logObjects, startProxy, TestClient, type ConfigOverrides, type StartedP
 
 const ready = have("dovecot") && have("python3");
 const PW = "secret-pw";
-const USERS = ["alice", "bob", "carol", "dave", "erin"].map((name) => ({ name, password: PW }));
+const USERS = ["alice", "bob", "carol", "dave", "erin", "ivy"].map((name) => ({ name, password: PW }));
 const corpus = cleanCorpus();
 const infected = infectedMessage(eicar());
 const EICAR_B64 = Buffer.from(EICAR_TEXT).toString("base64");
@@ -26,6 +26,9 @@ async function caFileOf(p: StartedProxy): Promise<string> {
   await writeFile(file, p.caPem);
   return file;
 }
+
+/** Maildir files are often stored with LF line ends (Dovecot's own deliveries are). */
+const lfOnly = (m: Uint8Array) => new Uint8Array(Buffer.from(Buffer.from(m).toString("latin1").replace(/\r\n/g, "\n"), "latin1"));
 
 const dec = (b: Uint8Array) => Buffer.from(b).toString("latin1");
 const hasEicar = (b: Uint8Array) => dec(b).includes(EICAR_TEXT) || dec(b).replace(/\r\n/g, "").includes(EICAR_B64);
@@ -45,6 +48,7 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
     await dc.seed("carol", [corpus[0]!.bytes, infected, corpus[1]!.bytes]);
     await dc.seed("dave", [infected]);
     await dc.seed("erin", [corpus[0]!.bytes, corpus[1]!.bytes]);
+    await dc.seed("ivy", [lfOnly(corpus[1]!.bytes), lfOnly(infected)]);
     base = { allowedUpstreamPorts: [dc.ports.pop3, dc.ports.pop3s, 995], upstreamCaFile: dc.caFile };
     proxy = await startProxy(base);
     proxyCa = await caFileOf(proxy);
@@ -339,6 +343,22 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
     const deadline = Date.now() + 5_000;
     while (!logObjects(proxy.logs).some((l) => l.msg === "session end" && l.user === "erin") && Date.now() < deadline) await Bun.sleep(10);
     expect(await dc.maildirMessages("erin")).toEqual([corpus[0]!.bytes, corpus[1]!.bytes]);
+  });
+
+  test("LF-only maildir files: clean passes as Dovecot sends it (CRLF), infected is cleaned, quarantine holds what Dovecot sent", async () => {
+    await using p = await startProxy(base);
+    const ops: PopOp[] = [["retr", 1], ["retr", 2], ["dele", 2], ["quit"]];
+    const ref = await direct("ivy", [["retr", 1]]);
+    const r = await poplib({ mode: "plain", port: p.ports.pop3, user: routed("ivy"), password: PW, ops });
+    expect(r.results[0]).toEqual(ref.results[0]!);
+    expect(r.results[0]!.data).toEqual(corpus[1]!.bytes);
+    const cleaned = dec(r.results[1]!.data!);
+    expect(hasEicar(r.results[1]!.data!)).toBe(false);
+    expect(cleaned).toContain(`--INF\r\n${INFECTED_TEXT_PART}--INF\r\n`);
+    const q = await new QuarantineStore(p.quarantineDir).list();
+    expect(q.length).toBe(1);
+    expect(new Uint8Array(await Bun.file(q[0]!.path).bytes())).toEqual(asCrlf(lfOnly(infected)));
+    expect(await dc.maildirMessages("ivy")).toEqual([lfOnly(corpus[1]!.bytes)]);
   });
 
   // Last: Dovecot's auth penalty slows the next logins from 127.0.0.1 after a failed one.
