@@ -42,11 +42,12 @@ describe.skipIf(!have("dovecot") || !have("fetchmail"))("fetchmail through the p
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const poll = async (user: string, keep: boolean) => {
+  const poll = async (user: string, keep: boolean, implicitTls = false) => {
     const work = await mkdtemp(join(dir, `${user}-`));
     const mbox = join(work, "mbox");
     // fetchmail 6.4 matches certificates against DNS names only: poll "localhost".
-    const r = await fetchmail({ dir: work, host: "localhost", port: proxy.ports.pop3, user: `${user}/127.0.0.1:${dc.ports.pop3}`, password: PW, caFile, keep, mbox });
+    const r = await fetchmail({ dir: work, host: "localhost", port: implicitTls ? proxy.ports.pop3s : proxy.ports.pop3,
+      user: `${user}/127.0.0.1:${dc.ports.pop3}`, password: PW, caFile, keep, mbox, implicitTls });
     if (r.code !== 0) console.error(r.err);
     expect(r.code).toBe(0);
     return splitMbox(Buffer.from(await Bun.file(mbox).bytes()).toString("latin1")); // 8-bit bytes as they are
@@ -70,6 +71,14 @@ describe.skipIf(!have("dovecot") || !have("fetchmail"))("fetchmail through the p
     expect((await dc.maildirMessages("frank")).length).toBe(corpus.length + 1);
     // fetchmail talked STLS to the proxy, and the proxy STLS to Dovecot.
     expect(logObjects(proxy.logs).find((l) => l.msg === "logged in" && l.user === "frank")).toMatchObject({ clientTls: true, upstreamTls: true });
+  });
+
+  test("ssl (implicit TLS) to the proxy's POP3S listener delivers the same mbox as STLS", async () => {
+    const [stls, pop3s] = [await poll("frank", true), await poll("frank", true, true)];
+    const body = (m: string) => m.slice(m.indexOf("\n", m.indexOf("\tfor ")) + 1); // past the Received: lines
+    expect(pop3s.map(body)).toEqual(stls.map(body));
+    expect(pop3s.length).toBe(corpus.length + 1);
+    expect(body(pop3s[0]!)).toBe(asLf(corpus[0]!.bytes));
   });
 
   test("--nokeep: DELE + QUIT empties the maildir; the infected original is in quarantine byte for byte", async () => {

@@ -170,8 +170,10 @@ export interface FetchmailOptions {
   port: number;
   user: string;
   password: string;
-  /** STLS with this CA and certificate checks (sslcertck); absent: plain. */
+  /** STLS (or implicit TLS with `implicitTls`) with this CA and certificate checks (sslcertck); absent: plain. */
   caFile?: string;
+  /** fetchmail's `ssl`: TLS from the first byte (a POP3S port). */
+  implicitTls?: boolean;
   /** false: --nokeep (DELE + QUIT after delivery). */
   keep: boolean;
   /** File the MDA appends each message to. */
@@ -189,7 +191,7 @@ export function splitMbox(text: string): string[] {
 /** fetchmail, one poll, every message (fetchall), delivered by an MDA that appends to an mbox. */
 export async function fetchmail(o: FetchmailOptions): Promise<RunResult> {
   const rc = join(o.dir, "fetchmailrc");
-  const tls = o.caFile ? ` sslproto tls1.2+ sslcertck sslcertfile "${o.caFile}"` : " sslproto ''";
+  const tls = o.caFile ? `${o.implicitTls ? " ssl" : ""} sslproto tls1.2+ sslcertck sslcertfile "${o.caFile}"` : " sslproto ''";
   // The MDA, a script so nothing needs quoting in the rc file, appends an mbox "From " line and the message.
   const mda = join(o.dir, "mda.sh");
   await writeFile(mda, `#!/bin/sh\n{ echo "${MBOX_FROM}"; cat; echo; } >> "$1"\n`, { mode: 0o755 });
