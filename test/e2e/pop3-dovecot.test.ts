@@ -288,6 +288,9 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
       }
       expect(text).toMatch(/^X-Virus-Status: Infected/m);
       expect(text).toContain("invoice.com");
+      // An explicit delete keeps no original, and the notice does not claim one.
+      expect(text).not.toContain("quarantine");
+      expect(await new QuarantineStore(p.quarantineDir).list()).toEqual([]);
     });
 
     test("ignore: delivered unchanged apart from the X-Virus-Status header", async () => {
