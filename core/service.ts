@@ -239,7 +239,7 @@ async function filterMessage(gen: Generation, raw: Uint8Array, info: FilterInfo,
   }
   const { result, tree } = scanned;
   const v = result.verdict;
-  if (info.partial) return partialOutcome(raw, v, info);
+  if (info.partial) return partialOutcome(raw, v, info, gen.policy);
   let outcome;
   try {
     outcome = applyPolicy(raw, tree, result, gen.policy);
@@ -271,9 +271,14 @@ async function filterMessage(gen: Generation, raw: Uint8Array, info: FilterInfo,
 /**
  * TOP output is part of a message: a notice or a cleaned copy would look like a complete message,
  * so nothing is rewritten. Clean/unscanned output passes unchanged; infected output is refused
- * (RETR delivers the cleaned copy and quarantines the original); a scanner error is a temp failure.
+ * (RETR delivers the cleaned copy and quarantines the original) unless the action is `ignore`,
+ * under which RETR too would deliver it as it is; a scanner error is a temp failure.
  */
-function partialOutcome(raw: Uint8Array, v: Verdict, info: FilterInfo): FilterOutcome {
+function partialOutcome(raw: Uint8Array, v: Verdict, info: FilterInfo, policy: ActionPolicy): FilterOutcome {
+  if (v.kind === "infected" && policy.action === "ignore") {
+    info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "none (TOP, ignore)" });
+    return { kind: "deliver", bytes: raw, detected: true };
+  }
   if (v.kind === "infected") {
     info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "refused (TOP)" });
     return { kind: "refuse", reply: err("[SYS/PERM] This message contains a virus; retrieve it with RETR for the cleaned copy."), detected: true };

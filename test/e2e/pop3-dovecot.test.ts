@@ -300,6 +300,9 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
       expect(got).toMatch(/^X-Virus-Status: Infected/m);
       const stripped = got.split("\r\n").filter((l) => !/^X-Virus-(Status|Scanned):/.test(l)).join("\r\n");
       expect(stripped).toBe(dec(infected));
+      // TOP reaching the attachment is not refused either: ignore means delivered as it is.
+      const ref = await direct("bob", [["top", 2, 100]]);
+      expect(r.results[3]).toEqual(ref.results[0]!);
       expect(await new QuarantineStore(p.quarantineDir).list()).toEqual([]);
     });
 
