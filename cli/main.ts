@@ -43,7 +43,7 @@ const main = defineCommand({
   },
 });
 
-type Cmd = CommandDef<ArgsDef>;
+type Cmd = CommandDef<any>;
 const resolve = async <T>(v: unknown): Promise<T> => (typeof v === "function" ? await v() : await v) as T;
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
@@ -51,7 +51,8 @@ const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperC
 function flagType(def: ArgsDef, name: string, short: boolean): "boolean" | "string" | null {
   for (const [key, d] of Object.entries(def)) {
     if (d.type === "positional") continue;
-    const aliases = d.alias === undefined ? [] : Array.isArray(d.alias) ? d.alias : [d.alias];
+    const alias = (d as { alias?: string | string[] }).alias;
+    const aliases = alias === undefined ? [] : Array.isArray(alias) ? alias : [alias];
     const hit = short ? aliases.includes(name) : camel(key) === camel(name) || aliases.includes(name);
     if (hit) return d.type === "boolean" ? "boolean" : "string";
   }

@@ -363,7 +363,7 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
     expect(cleaned).toContain(`--INF\r\n${INFECTED_TEXT_PART}--INF\r\n`);
     const q = await new QuarantineStore(p.quarantineDir).list();
     expect(q.length).toBe(1);
-    expect(new Uint8Array(await Bun.file(q[0]!.path).bytes())).toEqual(asCrlf(lfOnly(infected)));
+    expect(new Uint8Array(await Bun.file(q[0]!.path).bytes())).toEqual(new Uint8Array(asCrlf(lfOnly(infected))));
     expect(await dc.maildirMessages("ivy")).toEqual([lfOnly(corpus[1]!.bytes)]);
   });
 

@@ -42,7 +42,7 @@ export function buildCvd(
   opts: { gzip?: boolean; version?: number; badMd5?: boolean } = {},
 ): Uint8Array {
   const t = tar(members);
-  const body = opts.gzip === false ? t : Bun.gzipSync(t);
+  const body = opts.gzip === false ? t : Bun.gzipSync(t as Uint8Array<ArrayBuffer>);
   const md5 = opts.badMd5 ? "0".repeat(32) : new Bun.CryptoHasher("md5").update(body).digest("hex");
   const header = `ClamAV-VDB:01 Jan 2025 00-00 +0000:${opts.version ?? 1}:${members.length}:216:${md5}:X:test:1735689600`;
   const h = new Uint8Array(512).fill(0x20);

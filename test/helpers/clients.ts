@@ -256,7 +256,7 @@ export function cleanCorpus(): { name: string; bytes: Uint8Array }[] {
 export const INFECTED_TEXT_PART = "Content-Type: text/plain; charset=utf-8\r\n\r\nPlease find the invoice attached.\r\n.dotted line\r\n";
 
 /** A multipart message: a text part and an attachment `filename` holding the EICAR test file. */
-export function infectedMessage(eicarBytes: Uint8Array, filename = "invoice.com", subject = "invoice"): Uint8Array {
+export function infectedMessage(eicarBytes: Uint8Array, filename = "invoice.com", subject = "invoice"): Uint8Array<ArrayBuffer> {
   return enc.encode(`From: Mallory <m@example.test>\r\nTo: alice@example.test\r\nSubject: ${subject}\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n` +
     `Message-ID: <${subject}@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="INF"\r\n\r\n` +
     `--INF\r\n${INFECTED_TEXT_PART}` +

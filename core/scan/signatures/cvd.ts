@@ -38,7 +38,7 @@ export function openCvd(bytes: Uint8Array, isCld: boolean): CvdResult {
   }
   let tar: Uint8Array;
   try {
-    tar = body[0] === 0x1f && body[1] === 0x8b ? Bun.gunzipSync(body) : body;
+    tar = body[0] === 0x1f && body[1] === 0x8b ? Bun.gunzipSync(body as Uint8Array<ArrayBuffer>) : body;
   } catch {
     return { error: "corrupt container (gzip)" };
   }

@@ -12,7 +12,7 @@ const verdict: Verdict = { kind: "infected", name: "Eicar-Test-Signature", path:
 let root: string;
 let dir: string;
 
-function message(n: number): Uint8Array {
+function message(n: number): Uint8Array<ArrayBuffer> {
   const head = new TextEncoder().encode(`From: a@example.org\r\nSubject: ${n}\r\n\r\n`);
   return new Uint8Array([...head, ...eicar(), 0x0d, 0x0a, ...new Uint8Array(n).fill(0x41)]);
 }
