@@ -23,17 +23,7 @@ export async function scanMessage(
   tree?: MimePart,
 ): Promise<{ result: ScanResult; tree: MimePart }> {
   const run = new Run(ctx);
-  let root = tree;
-  if (!root) {
-    try {
-      const maxParts = Number.isFinite(ctx.limits.maxFiles) ? ctx.limits.maxFiles : undefined;
-      root = parseMessage(raw, maxParts === undefined ? {} : { maxParts });
-    } catch {
-      // An unparseable message is still scanned as raw bytes; its parts stay unscanned.
-      run.unscanned("corrupt", "message", "");
-      root = emptyTree(raw);
-    }
-  }
+  const root = tree ?? parseTree(raw, ctx.limits);
   const walked = run.scanTree(raw, root, "", null, 0);
   if (walked) await walked;
   const pending = run.scanRaw(raw);
@@ -125,11 +115,12 @@ function baseName(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
 }
 
-function emptyTree(raw: Uint8Array): MimePart {
-  return {
-    id: "", start: 0, headerEnd: 0, bodyStart: 0, bodyEnd: raw.length, headers: [], contentType: "multipart/mixed",
-    params: {}, transferEncoding: "7bit", disposition: "", children: [], depth: 0,
-  };
+/**
+ * The tree of a message (outer, or one found encoded or archived inside it) under the scan limits.
+ * The parser never throws; its part cap is maxFiles, so "no cap" (Infinity) really has none.
+ */
+function parseTree(raw: Uint8Array, limits: ScanLimits): MimePart {
+  return parseMessage(raw, { maxParts: limits.maxFiles });
 }
 
 const BEGIN = Buffer.from("begin ");
@@ -245,14 +236,7 @@ class Run {
       this.unscanned("too-deep", path, partId);
       return;
     }
-    let root: MimePart;
-    try {
-      root = parseMessage(data);
-    } catch {
-      this.unscanned("corrupt", path, partId);
-      return;
-    }
-    return this.scanTree(data, root, path + SEP, partId, depth + 1);
+    return this.scanTree(data, parseTree(data, this.limits), path + SEP, partId, depth + 1);
   }
 
   /** Runs the engine; stays synchronous when the engine is. A failing engine becomes one error finding. */

@@ -222,6 +222,28 @@ describe("what stops a scan is reported, never a silent clean", () => {
     expect(result.findings.some((f) => f.verdict.kind === "infected")).toBe(false);
   });
 
+  test("maxFiles Infinity means no cap: 10,001 parts are all scanned, the last one infected", async () => {
+    const parts = Array.from({ length: 10_000 }, (_, i) => text(`p${i}`));
+    const raw = multipart([...parts, attach("eicar.com", eicar())]);
+    const { result, tree } = await scanMessage(raw, ctx({ maxFiles: Infinity }));
+    expect(tree.children.length).toBe(10_001);
+    expect(kinds(result)).toEqual([["infected", "Eicar-Test-Signature", 'attachment "eicar.com"', "10001"]]);
+  });
+
+  test("a base64-encoded attached message is parsed under maxFiles too", async () => {
+    const inner = HEAD + multipartText([text("a"), text("b"), text("c"), attach("x.exe", eicar())], "ib");
+    const fwd = { type: "message/rfc822", filename: "fwd.eml", encoding: "base64", body: Buffer.from(inner, "latin1").toString("base64") };
+    const { result } = await scanMessage(multipart([fwd]), ctx({ maxFiles: 3 }));
+    expect(result.verdict).toMatchObject({ kind: "unscanned", reason: "too-many-files" });
+    expect(result.findings.some((f) => f.verdict.kind === "infected")).toBe(false);
+  });
+
+  test("a message bigger than maxScanSize as a whole is reported too-large at \"message\"", async () => {
+    const raw = multipart([text("x".repeat(3000))]);
+    const { result } = await scanMessage(raw, ctx({ maxScanSize: 3100 }));
+    expect(kinds(result)).toEqual([["unscanned", "too-large", "message", ""]]);
+  });
+
   test("archive members count against maxFiles", async () => {
     const zip = await makeZip(Array.from({ length: 20 }, (_, i) => ({ name: `f${i}.txt`, data: `file ${i}` })));
     const { result } = await scanObject(zip, "many.zip", ctx({ maxFiles: 5 })).then((r) => ({ result: r }));
