@@ -1,7 +1,7 @@
 // What scan-file and scan-mbox print, and the exit code. One shape for both commands, documented
 // in the README: a human line per file/message, or one JSON document with --json.
 import pkg from "../package.json" with { type: "json" };
-import { describeVerdict, type Finding, type Verdict } from "../core/scan/verdict.ts";
+import type { Finding, Verdict } from "../core/scan/verdict.ts";
 
 export const VERSION: string = pkg.version;
 export const PRODUCT = `mailsentry ${VERSION}`;
@@ -81,10 +81,6 @@ export function findingsJson(findings: Finding[]): FindingJson[] {
     else f.reason = v.reason;
     return f;
   });
-}
-
-export function describe(v: Verdict): string {
-  return describeVerdict(v);
 }
 
 /** Collects results, prints human lines as they come (so a long mbox shows progress), and the end. */

@@ -5,12 +5,12 @@ import { mkdir, open, rename, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { loadConfig, type Config } from "../../core/config/index.ts";
 import type { ScanLimits } from "../../core/limits.ts";
-import { messageIdOf } from "../../core/mbox/reader.ts";
+import { messageId } from "../../core/mime/parse.ts";
 import { applyPolicy, policyFromConfig, type ActionPolicy, type RewriteOutcome } from "../../core/rewrite/index.ts";
 import type { Engine } from "../../core/scan/engine.ts";
 import { looksLikeMessage, scanMessage, scanObject } from "../../core/scan/pipeline.ts";
-import type { ScanResult } from "../../core/scan/verdict.ts";
-import { describe, findingsJson, PRODUCT, Reporter, UsageError, type FileReport } from "../report.ts";
+import { describeVerdict, type ScanResult } from "../../core/scan/verdict.ts";
+import { findingsJson, PRODUCT, Reporter, UsageError, type FileReport } from "../report.ts";
 
 const ACTIONS = ["ignore", "clean", "delete", "rename", "quarantine", "auto-clean"];
 
@@ -101,7 +101,7 @@ export function errorText(e: unknown): string {
 }
 
 function fileReport(file: string, kind: FileReport["kind"], result: ScanResult): FileReport {
-  return { file, kind, verdict: result.verdict.kind, detail: describe(result.verdict), findings: findingsJson(result.findings) };
+  return { file, kind, verdict: result.verdict.kind, detail: describeVerdict(result.verdict), findings: findingsJson(result.findings) };
 }
 
 async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<void> {
@@ -115,7 +115,7 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
   }
   if (input.tooLarge) {
     const v = { kind: "unscanned", reason: "too-large", path: "" } as const;
-    s.reporter.file({ file: label, kind: "object", verdict: "unscanned", detail: describe(v), findings: findingsJson([{ verdict: v, partId: "" }]) }, input.size);
+    s.reporter.file({ file: label, kind: "object", verdict: "unscanned", detail: describeVerdict(v), findings: findingsJson([{ verdict: v, partId: "" }]) }, input.size);
     return;
   }
   const ctx = { engine: s.engine, limits: s.limits };
@@ -123,7 +123,7 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
   try {
     if (looksLikeMessage(input.data)) {
       const { result, tree } = await scanMessage(input.data, ctx);
-      report = { ...fileReport(label, "message", result), messageId: messageIdOf(input.data.subarray(0, 65536)) };
+      report = { ...fileReport(label, "message", result), messageId: messageId(tree) };
       if (s.cleanTo) {
         const outcome = applyPolicy(input.data, tree, result, s.policy);
         const name = uniqueName(used, file === "-" ? "stdin.eml" : basename(file).replace(/(\.eml)?$/i, ".eml"));

@@ -3,13 +3,15 @@
 import { defineCommand } from "citty";
 import { mkdir, open, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { fileChunks, messageIdOf, MboxSplitter, type MboxMessage, type MboxQuoting } from "../../core/mbox/reader.ts";
+import { fileChunks, MboxSplitter, type MboxMessage, type MboxQuoting } from "../../core/mbox/reader.ts";
 import { MboxWriter } from "../../core/mbox/writer.ts";
+import { messageId, parseMessage } from "../../core/mime/parse.ts";
+import type { MimePart } from "../../core/mime/types.ts";
 import { applyPolicy } from "../../core/rewrite/index.ts";
 import { scanMessage } from "../../core/scan/pipeline.ts";
-import type { Verdict } from "../../core/scan/verdict.ts";
+import { describeVerdict, worse, type Verdict } from "../../core/scan/verdict.ts";
 import { Progress } from "../progress.ts";
-import { describe, findingsJson, UsageError, type MessageReport } from "../report.ts";
+import { findingsJson, UsageError, type MessageReport } from "../report.ts";
 import { errorText, prepareScan, scanArgs, uniqueName, writtenLabel, type ScanSetup } from "./scan-file.ts";
 
 async function* stdinChunks(): AsyncGenerator<Uint8Array> {
@@ -60,12 +62,13 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
   let bytes = 0;
   let count = 0;
   let failure: string | null = null;
-  const rank = { clean: 0, unscanned: 1, error: 2, infected: 3 } as const;
 
   const handle = async (m: MboxMessage) => {
     count++;
-    const rep: MessageReport = { index: m.index, messageId: messageIdOf(m.head), offset: m.offset, verdict: "clean", detail: "clean", findings: [] };
+    const rep: MessageReport = { index: m.index, messageId: null, offset: m.offset, verdict: "clean", detail: "clean", findings: [] };
     let v: Verdict;
+    // The scan's own tree names the Message-ID; a message that was not parsed gets its head parsed (bounded).
+    let tree: MimePart | null = null;
     if (m.bytes === null) {
       v = { kind: "unscanned", reason: "too-large", path: "" };
       rep.findings = findingsJson([{ verdict: v, partId: "" }]);
@@ -75,7 +78,9 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
       }
     } else {
       try {
-        const { result, tree } = await scanMessage(m.bytes, { engine: s.engine, limits: s.limits });
+        const scanned = await scanMessage(m.bytes, { engine: s.engine, limits: s.limits });
+        const result = scanned.result;
+        tree = scanned.tree;
         v = result.verdict;
         rep.findings = findingsJson(result.findings);
         if (writer) {
@@ -88,9 +93,10 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
         if (writer) { await writer.add(m.fromLine, m.bytes, m.eol); rep.written = "copied unchanged"; }
       }
     }
+    rep.messageId = messageId(tree ?? parseMessage(m.head, { maxDepth: 0 }));
     rep.verdict = v.kind;
-    rep.detail = describe(v);
-    if (rank[v.kind] > rank[worst.kind]) worst = v;
+    rep.detail = describeVerdict(v);
+    worst = worse(worst, v);
     s.reporter.message(label, rep, kept);
     progress.update(m.offset + m.size, count);
   };
@@ -115,7 +121,7 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
     file: label,
     kind: "mbox",
     verdict,
-    detail: failure ? `error: ${failure}` : `${count} messages, worst: ${describe(worst)}`,
+    detail: failure ? `error: ${failure}` : `${count} messages, worst: ${describeVerdict(worst)}`,
     findings: [],
     messages: kept,
     ...(failure ? { error: failure } : {}),

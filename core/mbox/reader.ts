@@ -261,16 +261,3 @@ export async function* fileChunks(path: string, chunkSize = 1 << 20): AsyncGener
     await fh.close();
   }
 }
-
-/** The Message-ID header of a message (from its head), unfolded, or null. */
-export function messageIdOf(msg: Uint8Array): string | null {
-  const b = Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
-  let end = b.indexOf("\n\n");
-  const crlf = b.indexOf("\r\n\r\n");
-  if (crlf >= 0 && (end < 0 || crlf < end)) end = crlf;
-  const header = b.subarray(0, end < 0 ? b.length : end).toString("latin1");
-  const m = /(?:^|\n)message-id[ \t]*:[ \t]*((?:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*))/i.exec(header);
-  if (!m) return null;
-  const v = m[1]!.replace(/\r?\n[ \t]+/g, " ").trim();
-  return v || null;
-}

@@ -2,7 +2,7 @@
 // Buffer.indexOf, decoding nothing. Every offset indexes the caller's buffer; limits stop parsing
 // (marking the part truncated) instead of throwing, so hostile input costs bounded time.
 import { decodeEncodedWords, decodeWords, parseHeaderBlock, parseParams } from "./headers.ts";
-import type { MimePart } from "./types.ts";
+import type { HeaderField, MimePart } from "./types.ts";
 
 export interface ParseOptions {
   /** Deepest part that may still have children or an inner message (root is 0). Default 16. */
@@ -50,11 +50,21 @@ export function* walkParts(root: MimePart): Iterable<MimePart> {
   }
 }
 
+/** The first field called name (case-insensitive). */
+export function headerField(part: MimePart, name: string): HeaderField | undefined {
+  const lower = name.toLowerCase();
+  for (const h of part.headers) if (h.name.toLowerCase() === lower) return h;
+  return undefined;
+}
+
 /** The unfolded raw value of the first field called name (case-insensitive). */
 export function headerValue(part: MimePart, name: string): string | undefined {
-  const lower = name.toLowerCase();
-  for (const h of part.headers) if (h.name.toLowerCase() === lower) return h.value;
-  return undefined;
+  return headerField(part, name)?.value;
+}
+
+/** The Message-ID of a parsed message, trimmed; null when absent or empty. */
+export function messageId(root: MimePart): string | null {
+  return headerValue(root, "message-id")?.trim() || null;
 }
 
 /** A filename parameter as text: RFC 2231 values are decoded already; plain ones may hold RFC 2047 words or raw UTF-8. */

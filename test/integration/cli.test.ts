@@ -157,6 +157,14 @@ describe("scan-mbox", () => {
     expect(human.stdout).toContain("scanned 3 messages in 1 file: 2 clean, 1 infected");
   });
 
+  test("a message over maxScanSize is unscanned but still named by its Message-ID", async () => {
+    await writeFile(p("big.mbox"), mbox([cleanEml("small"), cleanEml("big") + "x".repeat(4000) + "\n"]));
+    const r = await run(["scan-mbox", "--json", p("big.mbox")], { env: { MAILSENTRY_LIMITS_MAXSCANSIZE: "1000" } });
+    expect(r.code).toBe(0);
+    const got = JSON.parse(r.stdout).files[0].messages.map((m: { index: number; messageId: string; verdict: string }) => [m.index, m.messageId, m.verdict]);
+    expect(got).toEqual([[1, "<small@example.org>", "clean"], [2, "<big@example.org>", "unscanned"]]);
+  });
+
   test("CRLF mboxes, clean mboxes, stdin and a missing file", async () => {
     expect((await run(["scan-mbox", "-q", p("crlf.mbox")])).stdout).toContain("#2 ");
     expect((await run(["scan-mbox", p("clean.mbox")])).code).toBe(0);

@@ -1,7 +1,7 @@
 // The offset tree: part shapes, RFC 2046 boundary rules, robustness and limits, and the round-trip
 // property the rewriter relies on (ranges plus the delimiter lines between them give back the bytes).
 import { describe, expect, test } from "bun:test";
-import { headerValue, parseMessage, walkParts } from "../../../core/mime/parse.ts";
+import { headerValue, messageId, parseMessage, walkParts } from "../../../core/mime/parse.ts";
 import { decodePartBody } from "../../../core/mime/decode.ts";
 import type { MimePart } from "../../../core/mime/types.ts";
 import { attachment, deeplyNested, largeMessage, leaf, manyParts, message, multipart } from "../../helpers/messages.ts";
@@ -93,6 +93,13 @@ describe("tree shape", () => {
     expect(headerValue(a, "CONTENT-disposition")).toBe('attachment; filename="a.bin"');
     expect(headerValue(a, "x-missing")).toBeUndefined();
     expect(root.params.boundary).toBe("outer");
+  });
+
+  test("messageId reads a folded field, trims it, and never looks into the body", () => {
+    const enc = (t: string) => Buffer.from(t, "latin1");
+    expect(messageId(parseMessage(enc("Subject: x\r\nMessage-ID:\r\n <a@b> \r\n\r\nMessage-ID: <no@no>\r\n")))).toBe("<a@b>");
+    expect(messageId(parseMessage(enc("Subject: x\n\nMessage-ID: <no@no>\n")))).toBeNull();
+    expect(messageId(parseMessage(enc("Message-Id:   \nSubject: x\n\n")))).toBeNull();
   });
 
   test("ranges cover the message exactly", () => expectRoundTrip(buf, root));
