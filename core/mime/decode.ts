@@ -1,5 +1,6 @@
 // Transfer decoding of part bodies (base64, quoted-printable, uuencode). Lenient like mail clients:
 // what a client would still show or save must reach the scanner, so junk is skipped, never fatal.
+import { asBuffer, trimEol } from "./bytes.ts";
 import type { MimePart } from "./types.ts";
 
 const LF = 0x0a;
@@ -7,10 +8,6 @@ const CR = 0x0d;
 const SP = 0x20;
 const TAB = 0x09;
 const EQ = 0x3d;
-
-function asBuffer(buf: Uint8Array): Buffer {
-  return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-}
 
 /**
  * Base64 with Buffer's native decoder, which skips whitespace and junk and accepts missing padding.
@@ -144,12 +141,6 @@ export function findUuencoded(body: Uint8Array): UuBlock[] {
 function lineEnd(b: Buffer, pos: number): number {
   const nl = b.indexOf(LF, pos);
   return nl === -1 ? b.length : nl + 1;
-}
-
-function trimEol(b: Buffer, start: number, end: number): number {
-  if (end > start && b[end - 1] === LF) end--;
-  if (end > start && b[end - 1] === CR) end--;
-  return end;
 }
 
 function decodeUuLines(b: Buffer, from: number): { data: Uint8Array; end: number } {

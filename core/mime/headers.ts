@@ -1,23 +1,12 @@
 // Header decoding: splitting a header block into fields with offsets, RFC 2047 encoded-words and
 // RFC 2045/2231 parameters. Everything here is lenient and never throws: hostile mail is normal input.
+import { asBuffer, trimEol } from "./bytes.ts";
 import type { HeaderField } from "./types.ts";
 
 const LF = 0x0a;
-const CR = 0x0d;
 const SP = 0x20;
 const TAB = 0x09;
 const COLON = 0x3a;
-
-function asBuffer(buf: Uint8Array): Buffer {
-  return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
-/** Removes the line end (LF or CRLF) from the end of [start, end). */
-function trimEol(buf: Uint8Array, start: number, end: number): number {
-  if (end > start && buf[end - 1] === LF) end--;
-  if (end > start && buf[end - 1] === CR) end--;
-  return end;
-}
 
 /**
  * Splits buf[start, end) into header fields. Folded lines join the field above; a line that is

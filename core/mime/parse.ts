@@ -1,6 +1,7 @@
 // The byte-offset MIME tree: splits a message into parts by walking boundary lines with native
 // Buffer.indexOf, decoding nothing. Every offset indexes the caller's buffer; limits stop parsing
 // (marking the part truncated) instead of throwing, so hostile input costs bounded time.
+import { asBuffer } from "./bytes.ts";
 import { decodeEncodedWords, decodeWords, parseHeaderBlock, parseParams } from "./headers.ts";
 import type { HeaderField, MimePart } from "./types.ts";
 
@@ -29,7 +30,7 @@ interface Ctx {
 
 /** Parses a whole message. Never throws on malformed input. */
 export function parseMessage(buf: Uint8Array, opts: ParseOptions = {}): MimePart {
-  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const b = asBuffer(buf);
   const ctx: Ctx = {
     buf: b,
     maxDepth: Math.min(opts.maxDepth ?? 16, HARD_MAX_DEPTH),
