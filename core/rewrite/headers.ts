@@ -1,6 +1,7 @@
 // The X-Virus-* headers, the subject tag and safe header text. Our headers go at the top of the
 // root header block in the message's own line ending; upstream X-Virus-* fields are removed so a
 // sender cannot forge a verdict the client trusts.
+import { headerField } from "../mime/parse.ts";
 import type { HeaderField, MimePart } from "../mime/types.ts";
 import { bytes, type Edit } from "./splice.ts";
 
@@ -14,7 +15,7 @@ export function safeText(s: string, max = MAX_TEXT): string {
 }
 
 /** A header value from text: ASCII as is, anything else as one RFC 2047 UTF-8 encoded-word. */
-export function headerValue(s: string): string {
+export function encodeHeaderText(s: string): string {
   const t = safeText(s, 900);
   if (/^[\x20-\x7e]*$/.test(t)) return t;
   return `=?utf-8?B?${Buffer.from(t, "utf8").toString("base64")}?=`;
@@ -22,11 +23,6 @@ export function headerValue(s: string): string {
 
 export function isVirusHeader(f: HeaderField): boolean {
   return f.name.toLowerCase().startsWith("x-virus-");
-}
-
-export function firstHeader(part: MimePart, name: string): HeaderField | undefined {
-  const lower = name.toLowerCase();
-  return part.headers.find((f) => f.name.toLowerCase() === lower);
 }
 
 /** The edit that prefixes the Subject field with tag, or null when already tagged. Offsets index raw. */
@@ -52,11 +48,11 @@ export interface StatusHeaders {
 
 /** Edits that remove upstream X-Virus-* fields, add ours at the top and tag the subject. */
 export function statusEdits(raw: Uint8Array, root: MimePart, eol: string, h: StatusHeaders): Edit[] {
-  let top = `X-Virus-Status: ${headerValue(h.status)}${eol}X-Virus-Scanned: ${headerValue(h.product)}${eol}`;
+  let top = `X-Virus-Status: ${encodeHeaderText(h.status)}${eol}X-Virus-Scanned: ${encodeHeaderText(h.product)}${eol}`;
   const edits: Edit[] = [];
   for (const f of root.headers) if (isVirusHeader(f)) edits.push({ start: f.start, end: f.end, bytes: new Uint8Array() });
   if (h.subjectTag) {
-    const subject = firstHeader(root, "subject");
+    const subject = headerField(root, "subject");
     if (!subject) top += `Subject: ${h.subjectTag}${eol}`;
     else {
       const e = subjectTagEdit(raw, subject, h.subjectTag);

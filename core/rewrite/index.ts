@@ -1,11 +1,12 @@
 // Applies the configured action to a scanned message: deliver as is, tag, clean (replace infected
 // parts by notices), replace by a notice message, or ask for a temporary failure. Pure: no I/O —
 // the caller stores the original in quarantine when told to, before delivering.
+import { walkParts } from "../mime/parse.ts";
 import type { MimePart } from "../mime/types.ts";
 import type { ScanResult } from "../scan/verdict.ts";
 import { cleanTargets, noticeItem, replacePartEdit } from "./clean.ts";
 import { detectionNames, describeFinding } from "./describe.ts";
-import { headerValue, safeText, statusEdits } from "./headers.ts";
+import { encodeHeaderText, safeText, statusEdits } from "./headers.ts";
 import { noticeMessage } from "./notice.ts";
 import { ORIGINAL_KEPT_NOTE, quarantinesInfected, type ActionPolicy } from "./policy.ts";
 import { lineEnding, splice } from "./splice.ts";
@@ -85,7 +86,7 @@ function tag({ raw, tree, policy, eol }: Ctx, status: string, infected: boolean)
 }
 
 function subjectTag(p: ActionPolicy): string {
-  return p.subjectTag ? headerValue(p.subjectTag) : "";
+  return p.subjectTag ? encodeHeaderText(p.subjectTag) : "";
 }
 
 function infected(ctx: Ctx): RewriteOutcome {
@@ -127,12 +128,6 @@ function replace(ctx: Ctx, status: string, infected: boolean, quarantine: boolea
 }
 
 function findFilename(tree: MimePart, id: string): string | null {
-  const stack = [tree];
-  while (stack.length) {
-    const p = stack.pop()!;
-    if (p.id === id) return p.filename ?? null;
-    stack.push(...p.children);
-    if (p.message) stack.push(p.message);
-  }
+  for (const p of walkParts(tree)) if (p.id === id) return p.filename ?? null;
   return null;
 }

@@ -1,7 +1,7 @@
 // The notices that stand in for what was removed: a text/plain part in a cleaned message, or a whole
 // notice message that keeps the original's From, To, Cc, Date, Subject and Message-ID.
 import type { MimePart } from "../mime/types.ts";
-import { headerValue, safeText, subjectTagEdit } from "./headers.ts";
+import { encodeHeaderText, safeText, subjectTagEdit } from "./headers.ts";
 import { bytes, concat, splice } from "./splice.ts";
 
 /** One removed object as the notice describes it. */
@@ -72,7 +72,7 @@ export interface NoticeMessage {
 
 /** A complete message that replaces the original: kept headers, our headers, a text/plain notice. */
 export function noticeMessage(raw: Uint8Array, root: MimePart, eol: string, n: NoticeMessage): Uint8Array {
-  const chunks: Uint8Array[] = [bytes(`X-Virus-Status: ${headerValue(n.status)}${eol}X-Virus-Scanned: ${headerValue(n.product)}${eol}`)];
+  const chunks: Uint8Array[] = [bytes(`X-Virus-Status: ${encodeHeaderText(n.status)}${eol}X-Virus-Scanned: ${encodeHeaderText(n.product)}${eol}`)];
   const seen = new Set<string>();
   for (const f of root.headers) {
     const name = f.name.toLowerCase();
