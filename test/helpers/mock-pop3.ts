@@ -34,6 +34,8 @@ export interface MockPop3 {
   commands: string[][];
   /** Messages deleted and committed by QUIT. */
   deleted: number[];
+  /** Bytes written but not yet taken by the kernel (a reader that stopped reading makes this grow). */
+  backlog(): number;
   stop(): void;
 }
 
@@ -66,15 +68,16 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
   const deleted: number[] = [];
   let nextIndex = 0;
 
+  // Per-socket queue of bytes the kernel did not take yet; drain sends more. Later writes queue
+  // behind earlier ones, so replies never overtake a large message still on its way out.
+  const pendingWrites = new Map<Socket<Conn>, Uint8Array[]>();
   const write = (s: Socket<Conn>, data: string | Uint8Array) => {
     const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
-    let at = 0;
-    // Tests send modest amounts; spin through partial writes via the drain-free path.
-    const n = s.write(bytes);
-    at = n;
-    if (at < bytes.length) pendingWrites.set(s, [...(pendingWrites.get(s) ?? []), bytes.subarray(at)]);
+    const q = pendingWrites.get(s);
+    if (q && q.length) { q.push(bytes); return; }
+    const n = Math.max(s.write(bytes), 0);
+    if (n < bytes.length) pendingWrites.set(s, [bytes.subarray(n)]);
   };
-  const pendingWrites = new Map<Socket<Conn>, Uint8Array[]>();
   const flush = (s: Socket<Conn>) => {
     const q = pendingWrites.get(s);
     while (q && q.length) {
@@ -83,6 +86,11 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
       if (n < head.length) { q[0] = head.subarray(Math.max(n, 0)); return; }
       q.shift();
     }
+  };
+  const backlog = () => {
+    let n = 0;
+    for (const q of pendingWrites.values()) for (const b of q) n += b.length;
+    return n;
   };
 
   const reply = (s: Socket<Conn>, line: string) => {
@@ -233,6 +241,30 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
     port: server.port,
     commands,
     deleted,
+    backlog,
     stop: () => server.stop(true),
+  };
+}
+
+/**
+ * A listener that never accepts (Python: Bun accepts every connection itself), its one-slot accept
+ * backlog filled, so a further connect to it gets no answer at all: the connect-timeout case.
+ */
+export async function startUnresponsive(): Promise<{ host: string; port: number; [Symbol.asyncDispose](): Promise<void> }> {
+  const py = Bun.which("python3");
+  if (!py) throw new Error("python3 is needed for the unresponsive listener");
+  const proc = Bun.spawn([py, "-c", "import socket,sys\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()"], { stdin: "pipe", stdout: "pipe" });
+  const { value } = await (proc.stdout as ReadableStream<Uint8Array>).getReader().read();
+  const port = Number(new TextDecoder().decode(value).trim());
+  // listen(0) queues one connection; this one takes the slot, so the next SYN is dropped.
+  const filler = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+  return {
+    host: "127.0.0.1",
+    port,
+    async [Symbol.asyncDispose]() {
+      filler.terminate();
+      proc.kill();
+      await proc.exited;
+    },
   };
 }

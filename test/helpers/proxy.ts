@@ -21,6 +21,8 @@ export interface StartedProxy {
   quarantineDir: string;
   /** Log lines (JSON, one object per line), newest last. */
   logs: string[];
+  /** Resolves with the first log object (seen or to come) that matches. */
+  waitLog(match: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
   service: Service;
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -42,7 +44,23 @@ export async function startProxy(overrides: ConfigOverrides = {}, opts: { engine
   } as Config;
   const logs: string[] = [];
   const echo = process.env.MAILSENTRY_TEST_LOG === "1";
-  const log = createLogger({ format: "json", level: "debug", write: (l) => { logs.push(l); if (echo) process.stderr.write(l + "\n"); } });
+  const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const log = createLogger({
+    format: "json",
+    level: "debug",
+    write: (l) => {
+      logs.push(l);
+      if (echo) process.stderr.write(l + "\n");
+      if (waiters.length === 0) return;
+      const obj = JSON.parse(l) as Record<string, unknown>;
+      for (const w of waiters.splice(0)) (w.match(obj) ? w.resolve(obj) : waiters.push(w));
+    },
+  });
+  const waitLog = (match: (l: Record<string, unknown>) => boolean) => {
+    const seen = logObjects(logs).find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<Record<string, unknown>>((resolve) => waiters.push({ match, resolve }));
+  };
   const service = await Service.start({ config, stateDir, log, engine: opts.engine, env: opts.env ?? {} });
   const ca = await ensureCa(stateDir);
   const stop = async () => {
@@ -55,6 +73,7 @@ export async function startProxy(overrides: ConfigOverrides = {}, opts: { engine
     stateDir,
     quarantineDir: config.quarantineDir ?? join(stateDir, "quarantine"),
     logs,
+    waitLog,
     service,
     stop,
     [Symbol.asyncDispose]: stop,
@@ -68,9 +87,14 @@ export function logObjects(logs: string[]): Record<string, unknown>[] {
 
 interface ClientState { client: TestClient }
 
+const EMPTY_BODY = Buffer.from(".\r\n");
+
 /** A scripted POP3 client: send lines, read status lines and raw multi-line replies. */
 export class TestClient {
-  private buf = Buffer.alloc(0);
+  // Unread bytes are store[start, end): appends double the store, so a 50 MB reply costs linear copies.
+  private store = Buffer.alloc(64 * 1024);
+  private start = 0;
+  private end = 0;
   private waiter: (() => void) | null = null;
   private socket!: Socket<ClientState>;
   private upgraded = false;
@@ -103,7 +127,7 @@ export class TestClient {
       data: (_s: Socket<ClientState>, chunk: Buffer) => {
         if (stale()) return;
         this.received.push(Buffer.from(chunk));
-        this.buf = Buffer.concat([this.buf, chunk]);
+        this.append(chunk);
         this.wake();
       },
       close: () => { if (stale()) return; this.isClosed = true; this.wake(); this.closeResolve(); },
@@ -111,6 +135,27 @@ export class TestClient {
       error: () => {},
     };
   }
+
+  private get buf(): Buffer { return this.store.subarray(this.start, this.end); }
+
+  private consume(n: number): void { this.start += n; }
+
+  private append(chunk: Uint8Array): void {
+    if (this.end + chunk.length > this.store.length) {
+      const live = this.end - this.start;
+      const next = live + chunk.length > this.store.length / 2 ? Buffer.alloc(Math.max(this.store.length * 2, live + chunk.length)) : this.store;
+      this.store.copy(next, 0, this.start, this.end);
+      this.store = next;
+      this.start = 0;
+      this.end = live;
+    }
+    this.store.set(chunk, this.end);
+    this.end += chunk.length;
+  }
+
+  /** Stops reading: the kernel buffers fill and the proxy sees a client that does not read. */
+  pause(): void { this.socket.pause(); }
+  resume(): void { this.socket.resume(); }
 
   private wake(): void {
     const w = this.waiter;
@@ -143,7 +188,7 @@ export class TestClient {
       const nl = this.buf.indexOf("\r\n");
       if (nl >= 0) {
         const l = this.buf.subarray(0, nl).toString("latin1");
-        this.buf = this.buf.subarray(nl + 2);
+        this.consume(nl + 2);
         return l;
       }
       await this.more();
@@ -154,14 +199,17 @@ export class TestClient {
   async multi(): Promise<{ status: string; body: Buffer }> {
     const status = await this.line();
     if (!status.startsWith("+OK")) return { status, body: Buffer.alloc(0) };
+    // An empty body is the terminator right away; otherwise search on from where the last try stopped.
+    let from = 0;
     for (;;) {
-      const probe = Buffer.concat([Buffer.from("\r\n"), this.buf]);
-      const end = probe.indexOf("\r\n.\r\n");
+      if (this.buf.subarray(0, 3).equals(EMPTY_BODY)) { this.consume(3); return { status, body: Buffer.alloc(0) }; }
+      const end = this.buf.indexOf("\r\n.\r\n", from);
       if (end >= 0) {
-        const body = probe.subarray(2, end + 2);
-        this.buf = probe.subarray(end + 5);
-        return { status, body: Buffer.from(body) };
+        const body = Buffer.from(this.buf.subarray(0, end + 2));
+        this.consume(end + 5);
+        return { status, body };
       }
+      from = Math.max(0, this.buf.length - 4);
       await this.more();
     }
   }
@@ -169,8 +217,8 @@ export class TestClient {
   /** Reads everything until the server closes. */
   async rest(): Promise<Buffer> {
     while (!this.isClosed) await this.more().catch(() => {});
-    const b = this.buf;
-    this.buf = Buffer.alloc(0);
+    const b = Buffer.from(this.buf);
+    this.consume(b.length);
     return b;
   }
 
