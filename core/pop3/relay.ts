@@ -75,7 +75,10 @@ export class Relay {
   private stopped = false;
   quitSeen = false;
 
-  constructor(private readonly o: RelayOptions) {}
+  constructor(private readonly o: RelayOptions) {
+    // Rare (once per backlog, not per chunk), and it is how a client that stops reading shows up.
+    o.server.onPause = () => o.log.debug("upstream read paused: client not reading", { clientQueued: o.client.out.pending, upstreamBuffered: o.server.reader.buffered });
+  }
 
   get idle(): boolean { return this.queue.length === 0 && !this.busy; }
   private busy = false;

@@ -21,11 +21,13 @@ export class ProtocolError extends Error {
 
 export class ServerConn {
   readonly reader: ByteReader;
+  /** Called when reading from the server pauses because the proxy's side is full (a slow client). */
+  onPause: (() => void) | null = null;
 
   constructor(readonly ch: Channel, private readonly limits: { maxUpstreamLine: number; upstreamReadTimeout: number }, readerHighWater = 1024 * 1024) {
     this.reader = new ByteReader({
       highWater: readerHighWater,
-      onPause: () => ch.pause("reader"),
+      onPause: () => { ch.pause("reader"); this.onPause?.(); },
       onResume: () => ch.resume("reader"),
     });
     ch.attach(this.reader);

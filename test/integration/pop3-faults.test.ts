@@ -1,7 +1,7 @@
 // The POP3 proxy against a misbehaving server: what a client sees must never be a truncated message.
 import { describe, expect, test } from "bun:test";
 import { throwingEngine } from "../helpers/engine.ts";
-import { startMockPop3 } from "../helpers/mock-pop3.ts";
+import { startMockPop3, startUnresponsive } from "../helpers/mock-pop3.ts";
 import { logObjects, startProxy, TestClient, unstuff } from "../helpers/proxy.ts";
 
 function bigMessage(size: number): string {
@@ -22,6 +22,41 @@ async function loggedIn(proxyPort: number, mockPort: number): Promise<TestClient
 }
 
 describe("POP3 faults", () => {
+  test("an upstream that never answers the connect: after upstreamConnectTimeout the login gets the temporary-failure reply", async () => {
+    await using dead = await startUnresponsive();
+    await using proxy = await startProxy({ allowedUpstreamPorts: [dead.port], limits: { upstreamConnectTimeout: 200 } });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await c.line();
+    c.send(`USER alice/127.0.0.1:${dead.port}`);
+    await c.line();
+    const started = performance.now();
+    c.send("PASS secret");
+    expect(await c.line()).toBe("-ERR [SYS/TEMP] Mail server unavailable, try again later.");
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+    const why = logObjects(proxy.logs).find((l) => l.msg === "upstream unavailable");
+    expect(why?.reason).toBe(`connect to 127.0.0.1:${dead.port} timed out after 200 ms`);
+    // The session goes on: the client may try another server.
+    c.send("NOOP");
+    expect(await c.line()).toBe("-ERR Command not valid in this state.");
+  });
+
+  test("a fixed upstream that never answers the connect: the client gets the temporary-failure reply as its greeting", async () => {
+    await using dead = await startUnresponsive();
+    await using proxy = await startProxy({
+      listeners: {
+        pop3: { enabled: true, addresses: [{ address: "127.0.0.1:0", upstream: `127.0.0.1:${dead.port}` }] },
+        pop3s: { enabled: false, addresses: [] },
+        imap: { enabled: false, addresses: [] },
+        imaps: { enabled: false, addresses: [] },
+      },
+      limits: { upstreamConnectTimeout: 200 },
+    });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    expect(await c.line()).toBe("-ERR [SYS/TEMP] Mail server unavailable, try again later.");
+    await c.closed;
+    expect(logObjects(proxy.logs).find((l) => l.msg === "upstream unavailable")?.reason).toContain("timed out after 200 ms");
+  });
+
   test("upstream cut mid-message: the client gets no part of it and no terminating dot; the connection closes", async () => {
     const msg = bigMessage(200_000);
     const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 100_000 } } });
