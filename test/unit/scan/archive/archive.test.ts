@@ -86,6 +86,16 @@ describe("gzip", () => {
     expect(summary(await members(gzip("x"), "dir/pack.tgz"))).toEqual([["pack.tar", "x"]]);
   });
 
+  test("the name stored in the header (FNAME, after an FEXTRA field) wins; without one the outer name says gunzipped", async () => {
+    const plain = gzip("hello");
+    // RFC 1952: flags FEXTRA|FNAME, then XLEN + extra bytes, then the NUL-terminated name.
+    const extra = Buffer.from([4, 0, 0x41, 0x42, 2, 0]);
+    const named = Buffer.concat([plain.subarray(0, 3), Buffer.from([0x0c]), plain.subarray(4, 10), extra, Buffer.from("inner.exe\0", "latin1"), plain.subarray(10)]);
+    expect(summary(await members(named, "outer.gz"))).toEqual([["inner.exe", "hello"]]);
+    expect(summary(await members(plain, "data.bin"))).toEqual([["data.bin (gunzipped)", "hello"]]);
+    expect(summary(await members(plain, ""))).toEqual([["gunzipped", "hello"]]);
+  });
+
   test("a gzip bomb stops at maxFileSize quickly", async () => {
     const bomb = gzipBomb(1024);
     const t0 = performance.now();
@@ -115,6 +125,21 @@ describe("tar", () => {
     expect(summary(await members(tar.subarray(0, 2048), "t"))).toEqual([["big", "corrupt"]]);
   });
 
+  test("GNU forms: a base-256 size field and an 'L' long-name member", async () => {
+    const tar = Uint8Array.from(makeTar([{ name: "a.bin", data: "alpha" }]));
+    tar.fill(0, 124, 136);
+    tar[124] = 0x80; // base-256: high bit set, big-endian value in the rest of the field
+    tar[135] = 5;
+    setChecksum(tar, 0);
+    expect(summary(await members(tar))).toEqual([["a.bin", "alpha"]]);
+
+    const long = "l".repeat(150);
+    const gnu = Uint8Array.from(makeTar([{ name: "././@LongLink", data: `${long}\0` }, { name: "short", data: "body" }]));
+    gnu[156] = "L".charCodeAt(0);
+    setChecksum(gnu, 0);
+    expect(summary(await members(gnu))).toEqual([[long, "body"]]);
+  });
+
   test("tar.gz unpacks to a tar", async () => {
     const tgz = gzip(makeTar([{ name: "in.txt", data: "inside" }]));
     const [outer] = await members(tgz, "x.tar.gz");
@@ -123,3 +148,11 @@ describe("tar", () => {
     expect(summary(await members(outer.data))).toEqual([["in.txt", "inside"]]);
   });
 });
+
+/** Recomputes the header checksum of the tar block at `at` after a test edited it. */
+function setChecksum(tar: Uint8Array, at: number): void {
+  tar.fill(0x20, at + 148, at + 156);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += tar[at + i]!;
+  Buffer.from(tar.buffer, tar.byteOffset).write(`${sum.toString(8).padStart(6, "0")}\0 `, at + 148, "latin1");
+}
