@@ -14,13 +14,6 @@ export class Automaton {
     readonly states: number,
   ) {}
 
-  /** Number of states a trie over these keys would have (for choosing key length against a budget). */
-  static countStates(keys: Uint8Array[]): number {
-    const seen = new Set<string>();
-    for (const k of keys) for (let i = 1; i <= k.length; i++) seen.add(Buffer.from(k.subarray(0, i)).toString("latin1"));
-    return seen.size + 1;
-  }
-
   /** Builds the DFA; key i is reported as id i. Keys must be non-empty. */
   static build(keys: Uint8Array[]): Automaton {
     // Trie with sparse children first (cheap to build), then a dense table once the size is known.
