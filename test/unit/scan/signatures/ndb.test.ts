@@ -116,6 +116,23 @@ describe("target types", () => {
     expect(pe.scan(enc.encode("..payload"))).toBeNull();
     expect(pe.scan(enc.encode("Subject: x\r\n\r\nevilmail"))?.name).toBe("Mail");
   });
+
+  test("2 (OLE2), 5 (graphics), 6 (ELF), 9 (Mach-O), 10 (PDF) match only objects with their magic", () => {
+    const magic: [number, number[] | string][] = [
+      [2, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]],
+      [5, "GIF8"], [5, [0x89, 0x50, 0x4e, 0x47]], [5, [0xff, 0xd8, 0xff]],
+      [6, [0x7f, 0x45, 0x4c, 0x46]],
+      [9, [0xfe, 0xed, 0xfa, 0xcf]], [9, [0xca, 0xfe, 0xba, 0xbe]],
+      [10, "junk before %PDF-1.7 "],
+    ];
+    for (const [type, head] of magic) {
+      const { engine } = engineFor(`T${type}:${type}:*:${hex("payload")}
+`);
+      const prefix = typeof head === "string" ? Buffer.from(head, "latin1") : Buffer.from(head);
+      expect([type, engine.scan(Buffer.concat([prefix, enc.encode("..payload")]))?.name]).toEqual([type, `T${type}`]);
+      expect([type, engine.scan(enc.encode("MZ..payload"))]).toEqual([type, null]);
+    }
+  });
 });
 
 test("an alternative left of the anchor is matched in its own byte order", () => {
