@@ -1,6 +1,6 @@
-// What `serve` runs: config → listeners → sessions → scan pipeline. A "generation" holds everything
-// built from one configuration (trust store, engine, policy, quarantine, certificate); each session
-// keeps the generation it started with, so a reload (SIGHUP) never disturbs sessions in flight.
+// What `serve` runs: config → listeners → sessions. A "generation" holds everything built from one
+// configuration (trust store, message filter with its engine, policy and quarantine, certificate);
+// each session keeps the generation it started with, so a reload (SIGHUP) never disturbs it.
 import pkg from "../package.json" with { type: "json" };
 import type { TLSOptions } from "bun";
 import type { Config, Protocol } from "./config/types.ts";
@@ -11,16 +11,13 @@ import { listen, type Listener } from "./net/listen.ts";
 import type { Channel } from "./net/queue.ts";
 import { isLoopback, listenerProblems } from "./net/security.ts";
 import { loadTrust, type Trust } from "./net/upstream.ts";
-import type { FilterInfo, FilterOutcome, MessageFilter } from "./pop3/relay.ts";
-import { R, err } from "./pop3/replies.ts";
+import { filterMessage, type FilterInfo, type FilterOutcome } from "./filter.ts";
 import { Pop3Session } from "./pop3/session.ts";
 import { QuarantineStore } from "./quarantine/store.ts";
-import { applyPolicy, policyFromConfig, type ActionPolicy } from "./rewrite/index.ts";
+import { policyFromConfig } from "./rewrite/index.ts";
 import type { Engine } from "./scan/engine.ts";
 import { BuiltinEngine } from "./scan/engines/builtin.ts";
-import { scanMessage } from "./scan/pipeline.ts";
 import { formatLoadReport } from "./scan/signatures/load.ts";
-import { describeVerdict, type Verdict } from "./scan/verdict.ts";
 import { ensureLeaf } from "./tls/ca.ts";
 
 export const PRODUCT = `mailsentry ${pkg.version}`;
@@ -42,9 +39,6 @@ export interface ServiceOptions {
 interface Generation {
   config: Config;
   trust: Trust;
-  engine: Engine;
-  policy: ActionPolicy;
-  quarantine: QuarantineStore;
   clientTls: TLSOptions;
   excludedServer: (ip: string) => string | null;
   filter: (raw: Uint8Array, info: FilterInfo, source: string) => Promise<FilterOutcome>;
@@ -191,17 +185,13 @@ export class Service {
     const leaf = await ensureLeaf(this.opts.stateDir, config.tlsNames);
     const quarantine = new QuarantineStore(config.quarantineDir ?? join(this.opts.stateDir, "quarantine"));
     const policy = policyFromConfig(config, PRODUCT);
-    const gen: Generation = {
+    return {
       config,
       trust,
-      engine,
-      policy,
-      quarantine,
       clientTls: { cert: leaf.cert, key: leaf.key },
       excludedServer: makeServerExclusion(config.excludedServers),
-      filter: (raw, info, source) => filterMessage(gen, raw, info, source),
+      filter: (raw, info, source) => filterMessage({ engine, limits: config.limits, policy, quarantine }, raw, info, source),
     };
-    return gen;
   }
 }
 
@@ -223,68 +213,3 @@ function appExclusion(config: Config, ch: Channel, log: Logger): Promise<string 
   );
 }
 
-/**
- * Scan → action → quarantine for one downloaded message. The original is in quarantine before a
- * cleaned or replaced copy leaves, so the client's DELE loses nothing. A scanner failure and a
- * failed quarantine write are temporary failures: nothing unscanned slips through, nothing is lost.
- */
-async function filterMessage(gen: Generation, raw: Uint8Array, info: FilterInfo, source: string): Promise<FilterOutcome> {
-  const { log } = info;
-  let scanned;
-  try {
-    scanned = await scanMessage(raw, { engine: gen.engine, limits: gen.config.limits });
-  } catch (e) {
-    log.error("scanner failed", { number: info.msg, error: e });
-    return { kind: "refuse", reply: R.scanTempFail(), detected: false };
-  }
-  const { result, tree } = scanned;
-  const v = result.verdict;
-  if (info.partial) return partialOutcome(raw, v, info, gen.policy);
-  let outcome;
-  try {
-    outcome = applyPolicy(raw, tree, result, gen.policy);
-  } catch (e) {
-    log.error("applying the action failed", { number: info.msg, error: e });
-    return { kind: "refuse", reply: R.scanTempFail(), detected: v.kind === "infected" };
-  }
-  if (outcome.disposition === "tempfail") {
-    log.warn("message withheld (temporary failure)", { number: info.msg, verdict: describeVerdict(v) });
-    return { kind: "refuse", reply: R.scanTempFail(), detected: v.kind === "infected" };
-  }
-  let quarantineId: string | undefined;
-  if (outcome.quarantine) {
-    try {
-      quarantineId = (await gen.quarantine.put(raw, { verdict: v, source })).id;
-    } catch (e) {
-      log.error("quarantine write failed: message withheld", { number: info.msg, error: e });
-      return { kind: "refuse", reply: R.scanTempFail(), detected: v.kind === "infected" };
-    }
-  }
-  if (v.kind === "infected") {
-    log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
-  } else if (v.kind !== "clean") {
-    log.info("message not fully scanned", { number: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
-  }
-  return { kind: "deliver", bytes: outcome.bytes, detected: v.kind === "infected" };
-}
-
-/**
- * TOP output is part of a message: a notice or a cleaned copy would look like a complete message,
- * so nothing is rewritten. Clean/unscanned output passes unchanged; infected output is refused
- * (RETR delivers the cleaned copy and quarantines the original) unless the action is `ignore`,
- * under which RETR too would deliver it as it is; a scanner error is a temp failure.
- */
-function partialOutcome(raw: Uint8Array, v: Verdict, info: FilterInfo, policy: ActionPolicy): FilterOutcome {
-  if (v.kind === "infected" && policy.action === "ignore") {
-    info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "none (TOP, ignore)" });
-    return { kind: "deliver", bytes: raw, detected: true };
-  }
-  if (v.kind === "infected") {
-    info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "refused (TOP)" });
-    return { kind: "refuse", reply: err("[SYS/PERM] This message contains a virus; retrieve it with RETR for the cleaned copy."), detected: true };
-  }
-  if (v.kind === "error") return { kind: "refuse", reply: R.scanTempFail(), detected: false };
-  return { kind: "deliver", bytes: raw, detected: false };
-}
-
-export type { MessageFilter };

@@ -4,6 +4,7 @@
 // everything else streams. A body cut short upstream closes the client without the final dot.
 import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
+import type { MessageFilter, Refusal } from "../filter.ts";
 import { DotEncoder } from "./dot.ts";
 import { filterCapa } from "./capa.ts";
 import { latin1Bytes } from "./lines.ts";
@@ -16,21 +17,6 @@ export type Expect =
   | { kind: "capa" }
   | { kind: "quit" }
   | { kind: "message"; msg: string; partial: boolean };
-
-export interface FilterInfo {
-  /** Message number as the client named it. */
-  msg: string;
-  /** TOP output: headers and maybe part of the body, not the whole message. */
-  partial: boolean;
-  log: Logger;
-}
-
-/** What becomes of one downloaded message. */
-export type FilterOutcome =
-  | { kind: "deliver"; bytes: Uint8Array; detected: boolean }
-  | { kind: "refuse"; reply: Pop3Reply; detected: boolean };
-
-export type MessageFilter = (raw: Uint8Array, info: FilterInfo) => Promise<FilterOutcome>;
 
 export interface RelayStats {
   messages: number;
@@ -59,6 +45,8 @@ const MAX_IN_FLIGHT = 64;
 const STREAM_PIECE = 64 * 1024;
 const CRLF = new Uint8Array([0x0d, 0x0a]);
 const BIG_MESSAGE = 8 * 1024 * 1024;
+
+const REFUSAL: Record<Refusal, () => Pop3Reply> = { tempfail: R.scanTempFail, "infected-partial": R.infectedPartial };
 
 /** Thrown when the client must be cut off without completing the reply in progress. */
 export class RelayAbort extends Error {
@@ -232,7 +220,7 @@ export class Relay {
     const outcome = await this.o.filter!(raw, { msg: expect.msg, partial: expect.partial, log });
     if (outcome.detected) this.o.stats.detections++;
     if (outcome.kind === "refuse") {
-      this.write(outcome.reply.bytes());
+      this.write(REFUSAL[outcome.why]().bytes());
       return;
     }
     const enc = new DotEncoder();

@@ -29,6 +29,7 @@ export const R = {
   lineTooLong: () => err("Line too long."),
   idle: () => err("Disconnected for inactivity."),
   scanTempFail: () => err("[SYS/TEMP] Message could not be scanned now, try again later."),
+  infectedPartial: () => err("[SYS/PERM] This message contains a virus; retrieve it with RETR for the cleaned copy."),
   tooLarge: () => err("[SYS/PERM] Message is larger than the proxy may scan (maxMessageSize)."),
   shuttingDown: () => err("[SYS/TEMP] Proxy shutting down."),
   internal: () => err("[SYS/TEMP] Internal proxy error."),

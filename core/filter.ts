@@ -1,0 +1,103 @@
+// The proxy's message filter, shared by every protocol: scan → action → quarantine for one
+// downloaded message. It answers with an outcome; each protocol turns a refusal into its own reply.
+import type { Logger } from "./log.ts";
+import type { Limits } from "./limits.ts";
+import type { QuarantineStore } from "./quarantine/store.ts";
+import { applyPolicy, type ActionPolicy } from "./rewrite/index.ts";
+import type { Engine } from "./scan/engine.ts";
+import { scanMessage } from "./scan/pipeline.ts";
+import { describeVerdict, type Verdict } from "./scan/verdict.ts";
+
+export interface FilterInfo {
+  /** Message number (or UID) as the client named it. */
+  msg: string;
+  /** Part of a message (POP3 TOP, an IMAP partial fetch), not the whole of it. */
+  partial: boolean;
+  log: Logger;
+}
+
+/**
+ * Why a message is withheld: "tempfail" (scanner or quarantine failed, or policy says so: try
+ * again later) or "infected-partial" (part of an infected message; the whole one gets cleaned).
+ */
+export type Refusal = "tempfail" | "infected-partial";
+
+/** What becomes of one downloaded message. */
+export type FilterOutcome =
+  | { kind: "deliver"; bytes: Uint8Array; detected: boolean }
+  | { kind: "refuse"; why: Refusal; detected: boolean };
+
+export type MessageFilter = (raw: Uint8Array, info: FilterInfo) => Promise<FilterOutcome>;
+
+/** What the filter needs from one configuration generation. */
+export interface FilterContext {
+  engine: Engine;
+  limits: Limits;
+  policy: ActionPolicy;
+  quarantine: QuarantineStore;
+}
+
+/**
+ * Scan → action → quarantine for one downloaded message. The original is in quarantine before a
+ * cleaned or replaced copy leaves, so the client's DELE (or EXPUNGE) loses nothing. A scanner
+ * failure and a failed quarantine write are temporary failures: nothing unscanned slips through,
+ * nothing is lost. source names the message in the quarantine ("pop3 user@server:port #3").
+ */
+export async function filterMessage(ctx: FilterContext, raw: Uint8Array, info: FilterInfo, source: string): Promise<FilterOutcome> {
+  const { log } = info;
+  let scanned;
+  try {
+    scanned = await scanMessage(raw, { engine: ctx.engine, limits: ctx.limits });
+  } catch (e) {
+    log.error("scanner failed", { number: info.msg, error: e });
+    return { kind: "refuse", why: "tempfail", detected: false };
+  }
+  const { result, tree } = scanned;
+  const v = result.verdict;
+  if (info.partial) return partialOutcome(raw, v, info, ctx.policy);
+  let outcome;
+  try {
+    outcome = applyPolicy(raw, tree, result, ctx.policy);
+  } catch (e) {
+    log.error("applying the action failed", { number: info.msg, error: e });
+    return { kind: "refuse", why: "tempfail", detected: v.kind === "infected" };
+  }
+  if (outcome.disposition === "tempfail") {
+    log.warn("message withheld (temporary failure)", { number: info.msg, verdict: describeVerdict(v) });
+    return { kind: "refuse", why: "tempfail", detected: v.kind === "infected" };
+  }
+  let quarantineId: string | undefined;
+  if (outcome.quarantine) {
+    try {
+      quarantineId = (await ctx.quarantine.put(raw, { verdict: v, source })).id;
+    } catch (e) {
+      log.error("quarantine write failed: message withheld", { number: info.msg, error: e });
+      return { kind: "refuse", why: "tempfail", detected: v.kind === "infected" };
+    }
+  }
+  if (v.kind === "infected") {
+    log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
+  } else if (v.kind !== "clean") {
+    log.info("message not fully scanned", { number: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
+  }
+  return { kind: "deliver", bytes: outcome.bytes, detected: v.kind === "infected" };
+}
+
+/**
+ * TOP output is part of a message: a notice or a cleaned copy would look like a complete message,
+ * so nothing is rewritten. Clean/unscanned output passes unchanged; infected output is refused
+ * (RETR delivers the cleaned copy and quarantines the original) unless the action is `ignore`,
+ * under which RETR too would deliver it as it is; a scanner error is a temp failure.
+ */
+function partialOutcome(raw: Uint8Array, v: Verdict, info: FilterInfo, policy: ActionPolicy): FilterOutcome {
+  if (v.kind === "infected" && policy.action === "ignore") {
+    info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "none (TOP, ignore)" });
+    return { kind: "deliver", bytes: raw, detected: true };
+  }
+  if (v.kind === "infected") {
+    info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "refused (TOP)" });
+    return { kind: "refuse", why: "infected-partial", detected: true };
+  }
+  if (v.kind === "error") return { kind: "refuse", why: "tempfail", detected: false };
+  return { kind: "deliver", bytes: raw, detected: false };
+}
