@@ -104,9 +104,3 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   });
   return new FieldLogger(c, {});
 }
-
-/** A logger that drops everything (tests and library callers that pass none). */
-export const silentLogger: Logger = {
-  error() {}, warn() {}, info() {}, debug() {},
-  child() { return silentLogger; },
-};

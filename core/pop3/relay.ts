@@ -6,7 +6,7 @@ import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
 import type { MessageFilter, Refusal } from "../filter.ts";
 import { DotEncoder } from "./dot.ts";
-import { filterCapa } from "./capa.ts";
+import { filterCapa, multiLine } from "./capa.ts";
 import { latin1Bytes } from "./lines.ts";
 import { R, type Pop3Reply } from "./replies.ts";
 import type { ServerConn } from "./server.ts";
@@ -61,7 +61,6 @@ export class Relay {
   private wakePump: (() => void) | null = null;
   private roomWaiters: (() => void)[] = [];
   private stopped = false;
-  quitSeen = false;
 
   constructor(private readonly o: RelayOptions) {
     // Rare (once per backlog, not per chunk), and it is how a client that stops reading shows up.
@@ -147,8 +146,7 @@ export class Relay {
     switch (expect.kind) {
       case "multi": return this.stream(st.raw, false);
       case "capa": {
-        const lines = filterCapa(await server.lines(), { loggedIn: true, offerStls: false });
-        this.write(latin1Bytes(`${st.line}\r\n${lines.map((l) => l + "\r\n").join("")}.\r\n`));
+        this.write(latin1Bytes(multiLine(st.line, filterCapa(await server.lines(), { loggedIn: true, offerStls: false }))));
         return;
       }
       case "message":

@@ -9,7 +9,7 @@ import type { Channel } from "../net/queue.ts";
 import { parseHostPort } from "../net/security.ts";
 import { resolveHost, type Trust } from "../net/upstream.ts";
 import { COMMANDS, type State } from "./commands.ts";
-import { filterCapa } from "./capa.ts";
+import { filterCapa, multiLine } from "./capa.ts";
 import { ByteReader, ReadError, lineText } from "./lines.ts";
 import { ImapGreeting, connectAndSecure, isServerFault, parseRoutedName, routedLogin, upstreamFailure, type LoggedIn } from "./login.ts";
 import type { MessageFilter } from "../filter.ts";
@@ -228,11 +228,8 @@ export class Pop3Session {
   /** Sends a SASL continuation and reads the client's answer; null when the client went away. */
   async saslContinue(): Promise<string | null> {
     this.send("+ " + CRLF_TEXT);
-    try {
-      return lineText(await this.reader.readLine(this.deps.config.limits.maxClientLine));
-    } catch {
-      return null;
-    }
+    const answer = await this.clientLine();
+    return answer && lineText(answer);
   }
 
   async loginRouted(nameText: string, password: string): Promise<void> {
@@ -262,7 +259,7 @@ export class Pop3Session {
       const st = await server.status({ continuation: verb === "AUTH" });
       if (verb === "AUTH" && /^\+( |$)/.test(st.line)) {
         this.send(st.line + CRLF_TEXT);
-        const answer = await this.saslContinue2();
+        const answer = await this.clientLine();
         if (answer === null) return;
         server.send(answer);
         continue;
@@ -276,8 +273,8 @@ export class Pop3Session {
     }
   }
 
-  /** The client's line after a server's SASL challenge (no "+ " of our own). */
-  private async saslContinue2(): Promise<Uint8Array | null> {
+  /** The client's next line (a SASL answer); null when the client went away or sent too much. */
+  private async clientLine(): Promise<Uint8Array | null> {
     try {
       return await this.reader.readLine(this.deps.config.limits.maxClientLine);
     } catch {
@@ -290,8 +287,7 @@ export class Pop3Session {
     server.send("CAPA");
     const st = await server.status();
     if (!st.ok) return this.send(st.line + CRLF_TEXT);
-    const lines = filterCapa(await server.lines(), { loggedIn: false, offerStls: this.canStartTls });
-    this.send(`${st.line}\r\n${lines.map((l) => (l.startsWith(".") ? "." + l : l) + CRLF_TEXT).join("")}.\r\n`);
+    this.send(multiLine(st.line, filterCapa(await server.lines(), { loggedIn: false, offerStls: this.canStartTls })));
   }
 
   async startClientTls(): Promise<void> {
