@@ -117,10 +117,13 @@ function baseName(path: string): string {
 
 /**
  * The tree of a message (outer, or one found encoded or archived inside it) under the scan limits.
- * The parser never throws; its part cap is maxFiles, so "no cap" (Infinity) really has none.
+ * The parser never throws; its part cap is maxFiles, so "no cap" (Infinity) really has none, and
+ * its nesting cap rises with maxRecursion (the one depth limit an administrator sets) but never
+ * drops below the parser's own 16 levels: attached messages and archives are counted here, and a
+ * low maxRecursion must not also cut the plain multipart structure of the message itself.
  */
 function parseTree(raw: Uint8Array, limits: ScanLimits): MimePart {
-  return parseMessage(raw, { maxParts: limits.maxFiles });
+  return parseMessage(raw, { maxParts: limits.maxFiles, maxDepth: Math.max(16, limits.maxRecursion + 1) });
 }
 
 const BEGIN = Buffer.from("begin ");

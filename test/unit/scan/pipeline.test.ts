@@ -260,6 +260,16 @@ describe("what stops a scan is reported, never a silent clean", () => {
     expect(kinds(b.result)).toEqual([["unscanned", "too-deep", 'message "fwd.eml"', "1"]]);
   });
 
+  test("multipart nesting follows maxRecursion too: deeper than the limit is too-deep, a raised limit scans it", async () => {
+    let body = `Content-Type: text/plain\r\n\r\n${EICAR_TEXT}\r\n`;
+    for (let d = 19; d >= 0; d--) body = `Content-Type: multipart/mixed; boundary="n${d}"\r\n\r\n--n${d}\r\n${body}--n${d}--\r\n`;
+    const raw = new TextEncoder().encode(`From: a@example.org\r\nMIME-Version: 1.0\r\n${body}`);
+    const capped = await scanMessage(raw, ctx({ maxRecursion: 16 }));
+    expect(capped.result.verdict).toMatchObject({ kind: "unscanned", reason: "too-deep" });
+    const raised = await scanMessage(raw, ctx({ maxRecursion: 24 }));
+    expect(raised.result.verdict).toMatchObject({ kind: "infected", name: "Eicar-Test-Signature" });
+  });
+
   test("maxScanTime 0 → time-limit", async () => {
     const { result } = await scanMessage(multipart([text("a"), attach("eicar.com", eicar())]), ctx({ maxScanTime: 0 }));
     expect(result.verdict).toMatchObject({ kind: "unscanned", reason: "time-limit" });
