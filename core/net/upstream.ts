@@ -25,11 +25,29 @@ export interface Trust {
   insecureHosts: string[];
 }
 
-/** System roots + the configured CA file + NODE_EXTRA_CA_CERTS (given `ca`, Bun would drop the system roots). */
+/**
+ * The operating system's CA bundle, where distributions keep it (Debian/Ubuntu, Fedora/RHEL,
+ * Alpine); SSL_CERT_FILE names another, as OpenSSL honours it. Bun's built-in roots are Mozilla's
+ * list only: without this, a CA an administrator installed system-wide would not be trusted.
+ */
+const SYSTEM_BUNDLES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+async function systemBundle(env: Record<string, string | undefined>): Promise<string | null> {
+  for (const file of env.SSL_CERT_FILE ? [env.SSL_CERT_FILE] : SYSTEM_BUNDLES) {
+    try {
+      return await readFile(file, "utf8");
+    } catch { /* not on this system: try the next place */ }
+  }
+  return null;
+}
+
+/** Bun's roots + the system bundle + the configured CA file + NODE_EXTRA_CA_CERTS (given `ca`, Bun would drop its roots). */
 export async function loadTrust(opts: { caFile: string | null; insecureHosts: string[]; env?: Record<string, string | undefined> }): Promise<Trust> {
+  const env = opts.env ?? process.env;
   const ca = [...rootCertificates];
-  const extra = (opts.env ?? process.env).NODE_EXTRA_CA_CERTS;
-  for (const file of [opts.caFile, extra]) {
+  const system = await systemBundle(env);
+  if (system) ca.push(system);
+  for (const file of [opts.caFile, env.NODE_EXTRA_CA_CERTS]) {
     if (!file) continue;
     try {
       ca.push(await readFile(file, "utf8"));

@@ -286,6 +286,18 @@ describe("POP3 relay", () => {
       mock.stop();
     });
 
+    test("a CA in the system bundle (SSL_CERT_FILE) or NODE_EXTRA_CA_CERTS is trusted without upstreamCaFile", async () => {
+      const mock = await startMockPop3({ messages: [CLEAN], tls: { cert: ca.certPem, key: ca.keyPem }, implicitTls: true });
+      for (const env of [{ SSL_CERT_FILE: ca.caFile }, { NODE_EXTRA_CA_CERTS: ca.caFile }]) {
+        const trust = await loadTrust({ caFile: null, insecureHosts: [], env });
+        const ch = await connectUpstream({ host: "127.0.0.1", ip: "127.0.0.1", port: mock.port, implicitTls: true, trust, timeoutMs: 5000 });
+        const server = new ServerConn(ch, { maxUpstreamLine: 1024, upstreamReadTimeout: 5000 });
+        expect((await server.status()).line).toBe("+OK mock ready <1.2@mock>");
+        ch.destroy();
+      }
+      mock.stop();
+    });
+
     test("upstreamTls off never upgrades", async () => {
       const mock = await startMockPop3({ messages: [CLEAN], tls: { cert: ca.certPem, key: ca.keyPem } });
       await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
