@@ -18,8 +18,8 @@ function bigMessage(size: number): Buffer {
   return Buffer.from(parts.join(""), "latin1");
 }
 
-// The client queue's high-water mark (1 MiB) plus one streamed piece, and the upstream reader's
-// high-water mark (1 MiB) plus one socket chunk: what the proxy may hold for one streaming session.
+// What the proxy may hold for one streaming session: on each side a high-water mark (1 MiB) plus
+// one socket read (Bun hands over at most 512 KiB at a time), which may land whole on either queue.
 const PROXY_BOUND = 3 * MB;
 
 describe("POP3 flow control", () => {
@@ -42,7 +42,7 @@ describe("POP3 flow control", () => {
       c.send("RETR 1");
       const paused = await proxy.waitLog((l) => l.msg === "upstream read paused: client not reading");
       // What the proxy holds when it stops reading the server is bounded, not the message size.
-      expect((paused.clientQueued as number) + (paused.upstreamBuffered as number)).toBeLessThan(PROXY_BOUND);
+      expect((paused.clientQueued as number) + (paused.upstreamBuffered as number)).toBeLessThanOrEqual(PROXY_BOUND);
       // The server still has bytes it could not send: the pause reached it.
       expect(mock.backlog()).toBeGreaterThan(0);
       c.resume();

@@ -308,6 +308,20 @@ describe("POP3 relay", () => {
     });
   });
 
+  test("a large message whose every line starts with a dot arrives intact", async () => {
+    // Four million stuffed lines: once a view per line, which overflowed the stack of the final write.
+    const body = "Subject: dots\r\n\r\n" + ".x\r\n".repeat(4_000_000);
+    const mock = await startMockPop3({ messages: [body] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    expect(await login(c, mock)).toBe("+OK Logged in as alice.");
+    c.send("RETR 1");
+    const retr = await c.multi();
+    expect(retr.status).toStartWith("+OK");
+    expect(unstuff(retr.body).equals(Buffer.from(body))).toBe(true);
+    mock.stop();
+  });
+
   test.skipIf(process.platform !== "linux")("excludedApps: a local client program found through /proc is relayed unscanned", async () => {
     const mock = await startMockPop3({ messages: [infectedMessage()] });
     // The client here is this test process itself.

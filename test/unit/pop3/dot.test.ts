@@ -95,6 +95,20 @@ describe("dot encoder", () => {
     });
   }
 
+  test("a body of many dot-leading lines becomes one stuffed copy, not a view per line", () => {
+    for (const lines of [64, 65, 100_000]) {
+      const body = enc("Subject: x\r\n\r\n" + ".line\r\n".repeat(lines));
+      const pieces = new DotEncoder().push(body);
+      expect(pieces.length).toBeLessThanOrEqual(2 * 64 + 1);
+      expect(dec(concatBytes(pieces))).toBe(dec(body).replace(/\n\./g, "\n.."));
+    }
+    // The first line counts too, in both ways of building the output.
+    for (const lines of [3, 200]) {
+      const body = enc(".first\r\n".repeat(lines));
+      expect(dec(concatBytes(new DotEncoder().push(body)))).toBe(".." + dec(body).slice(1).replace(/\n\./g, "\n.."));
+    }
+  });
+
   test("a body without a final line break gets CRLF before the terminator", () => {
     expect(dec(stuffBody(enc("no newline")))).toBe("no newline\r\n.\r\n");
   });
