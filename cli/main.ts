@@ -11,19 +11,8 @@ import { EXIT_ERROR, UsageError, VERSION } from "./report.ts";
 if (!process.stdout.isTTY) process.env.NO_COLOR = "1";
 const { defineCommand, renderUsage, runCommand } = await import("citty");
 
-/** A lazily loaded subcommand; one missing from this build still lets `--help` list the others. */
-function lazy(name: string, load: () => Promise<{ default: CommandDef<any> }>): () => Promise<CommandDef<any>> {
-  return () =>
-    load().then(
-      (m) => m.default,
-      (e: Error) => ({
-        meta: { name, description: "(not available in this build)" },
-        run() {
-          throw new UsageError(`command ${name} is not available in this build (${e.message})`);
-        },
-      }),
-    );
-}
+/** A subcommand loaded only when it runs, so `scan-file` never pays for the proxy's modules. */
+const lazy = (load: () => Promise<{ default: CommandDef<any> }>) => () => load().then((m) => m.default);
 
 const main = defineCommand({
   meta: { name: "mailsentry", version: VERSION, description: "Antivirus proxy for POP3/IMAP and scanner for .eml and mbox files" },
@@ -35,11 +24,11 @@ const main = defineCommand({
     if (args.config) process.env.MAILSENTRY_CONFIG = args.config;
   },
   subCommands: {
-    serve: lazy("serve", () => import("./commands/serve.ts")),
-    "scan-file": lazy("scan-file", () => import("./commands/scan-file.ts")),
-    "scan-mbox": lazy("scan-mbox", () => import("./commands/scan-mbox.ts")),
-    config: lazy("config", () => import("./commands/config.ts")),
-    unload: lazy("unload", () => import("./commands/unload.ts")),
+    serve: lazy(() => import("./commands/serve.ts")),
+    "scan-file": lazy(() => import("./commands/scan-file.ts")),
+    "scan-mbox": lazy(() => import("./commands/scan-mbox.ts")),
+    config: lazy(() => import("./commands/config.ts")),
+    unload: lazy(() => import("./commands/unload.ts")),
   },
 });
 
