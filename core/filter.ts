@@ -24,7 +24,8 @@ export type Refusal = "tempfail" | "infected-partial";
 
 /** What becomes of one downloaded message. */
 export type FilterOutcome =
-  | { kind: "deliver"; bytes: Uint8Array; detected: boolean }
+  /** clean: scanned completely and nothing found (a cache may remember that the bytes are safe). */
+  | { kind: "deliver"; bytes: Uint8Array; detected: boolean; clean: boolean }
   | { kind: "refuse"; why: Refusal; detected: boolean };
 
 export type MessageFilter = (raw: Uint8Array, info: FilterInfo) => Promise<FilterOutcome>;
@@ -80,7 +81,7 @@ export async function filterMessage(ctx: FilterContext, raw: Uint8Array, info: F
   } else if (v.kind !== "clean") {
     log.info("message not fully scanned", { number: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
   }
-  return { kind: "deliver", bytes: outcome.bytes, detected: v.kind === "infected" };
+  return { kind: "deliver", bytes: outcome.bytes, detected: v.kind === "infected", clean: v.kind === "clean" };
 }
 
 /**
@@ -92,12 +93,12 @@ export async function filterMessage(ctx: FilterContext, raw: Uint8Array, info: F
 function partialOutcome(raw: Uint8Array, v: Verdict, info: FilterInfo, policy: ActionPolicy): FilterOutcome {
   if (v.kind === "infected" && policy.action === "ignore") {
     info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "none (TOP, ignore)" });
-    return { kind: "deliver", bytes: raw, detected: true };
+    return { kind: "deliver", bytes: raw, detected: true, clean: false };
   }
   if (v.kind === "infected") {
     info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "refused (TOP)" });
     return { kind: "refuse", why: "infected-partial", detected: true };
   }
   if (v.kind === "error") return { kind: "refuse", why: "tempfail", detected: false };
-  return { kind: "deliver", bytes: raw, detected: false };
+  return { kind: "deliver", bytes: raw, detected: false, clean: v.kind === "clean" };
 }

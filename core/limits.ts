@@ -30,6 +30,11 @@ export interface ProxyLimits {
   upstreamReadTimeout: number;
   /** Deadline for sessions in flight when the proxy is asked to stop, ms. */
   drainTimeout: number;
+  /**
+   * Bytes of scanned IMAP copies kept in memory for partial and section fetches, shared by all
+   * sessions. Only changed (cleaned) copies take room; clean messages are remembered by key alone.
+   */
+  messageCacheSize: number;
 }
 
 export type Limits = ScanLimits & ProxyLimits;
@@ -52,6 +57,7 @@ export const DEFAULT_PROXY_LIMITS: Readonly<ProxyLimits> = Object.freeze({
   upstreamConnectTimeout: 30_000,
   upstreamReadTimeout: 5 * 60_000,
   drainTimeout: 30_000,
+  messageCacheSize: 128 * MB,
 });
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({ ...DEFAULT_SCAN_LIMITS, ...DEFAULT_PROXY_LIMITS });

@@ -13,6 +13,10 @@ import { isLoopback, listenerProblems } from "./net/security.ts";
 import { loadTrust, type Trust } from "./net/upstream.ts";
 import { filterMessage, type FilterInfo, type FilterOutcome } from "./filter.ts";
 import { Pop3Session } from "./pop3/session.ts";
+import { ImapSession } from "./imap/session.ts";
+import { ImapServerConn } from "./imap/server.ts";
+import { MessageCache } from "./imap/cache.ts";
+import { CleanIndex } from "./imap/clean-index.ts";
 import { QuarantineStore } from "./quarantine/store.ts";
 import { policyFromConfig } from "./rewrite/index.ts";
 import type { Engine } from "./scan/engine.ts";
@@ -22,8 +26,10 @@ import { ensureLeaf } from "./tls/ca.ts";
 
 export const PRODUCT = `mailsentry ${pkg.version}`;
 
-/** Protocols this version serves; imap/imaps plug in here when their sessions exist. */
-const SERVED: Protocol[] = ["pop3", "pop3s"];
+/** Protocols this version serves. */
+const SERVED: Protocol[] = ["pop3", "pop3s", "imap", "imaps"];
+/** Listeners with implicit TLS on the client leg. */
+const IMPLICIT_TLS = new Set<Protocol>(["pop3s", "imaps"]);
 
 export interface ServiceOptions {
   config: Config;
@@ -42,7 +48,14 @@ interface Generation {
   clientTls: TLSOptions;
   excludedServer: (ip: string) => string | null;
   filter: (raw: Uint8Array, info: FilterInfo, source: string) => Promise<FilterOutcome>;
+  /** IMAP's filter: copies keep their size and no tag is added to otherwise unchanged mail (README). */
+  imapFilter: (raw: Uint8Array, info: FilterInfo, source: string) => Promise<FilterOutcome>;
+  /** Scanned IMAP copies, shared by the sessions of this generation (the signatures are part of the copy). */
+  cache: MessageCache;
+  cleanIndex: CleanIndex | null;
 }
+
+type Session = Pop3Session | ImapSession;
 
 export interface BoundListener {
   protocol: Protocol;
@@ -53,7 +66,7 @@ export interface BoundListener {
 export class Service {
   readonly listeners: BoundListener[] = [];
   private readonly sockets: Listener[] = [];
-  private readonly sessions = new Set<Pop3Session>();
+  private readonly sessions = new Set<Session>();
   private gen!: Generation;
   private nextId = 1;
   private stopping: Promise<void> | null = null;
@@ -72,9 +85,6 @@ export class Service {
     } catch (e) {
       for (const l of s.sockets) l.stop();
       throw e;
-    }
-    for (const p of ["imap", "imaps"] as Protocol[]) {
-      if (opts.config.listeners[p]?.enabled) opts.log.warn(`listeners.${p} is enabled, but IMAP is not served by this version yet`);
     }
     return s;
   }
@@ -100,7 +110,9 @@ export class Service {
     if (JSON.stringify(config.listeners) !== JSON.stringify(this.gen.config.listeners)) {
       this.opts.log.warn("listener addresses changed: they take effect after a restart");
     }
+    const old = this.gen;
     this.gen = next;
+    void old.cleanIndex?.flush().catch(() => {});
     this.opts.log.info("configuration reloaded", { sessions: this.sessions.size });
   }
 
@@ -123,6 +135,7 @@ export class Service {
           await Promise.all([...this.sessions].map((s) => s.finished));
         }
       }
+      await this.gen.cleanIndex?.close().catch(() => {});
       this.opts.log.info("stopped");
       this.stopped.resolve();
     })();
@@ -139,7 +152,7 @@ export class Service {
         const socket = listen({
           address: a.address,
           // The certificate is read per generation at handshake time would be nicer; Bun takes one per listener.
-          tls: protocol === "pop3s" ? this.gen.clientTls : undefined,
+          tls: IMPLICIT_TLS.has(protocol) ? this.gen.clientTls : undefined,
           onChannel: (ch) => this.accept(ch, protocol, a.upstream),
         });
         this.sockets.push(socket);
@@ -155,7 +168,11 @@ export class Service {
     const id = this.nextId++;
     const client = `${ch.info.remoteAddress}:${ch.info.remotePort}`;
     const log = this.opts.log.child({ session: id, protocol, client });
-    const session = new Pop3Session(ch, {
+    if (protocol === "imap" || protocol === "imaps") {
+      this.startImap(ch, gen, log, protocol === "imap", fixedUpstream);
+      return;
+    }
+    const session: Pop3Session = new Pop3Session(ch, {
       config: gen.config,
       log,
       trust: gen.trust,
@@ -164,10 +181,38 @@ export class Service {
       fixedUpstream,
       excludedServer: gen.excludedServer,
       excludedApp: appExclusion(gen.config, ch, log),
+      // A fixed POP3 listener whose server greets like IMAP: the IMAP side takes the connection over.
+      onImapGreeting: (clientCh, server, greeting) => {
+        const imap = new ImapServerConn(server.ch, gen.config.limits);
+        for (const c of server.reader.takeBuffered()) imap.reader.push(c);
+        this.startImap(clientCh, gen, log.child({ protocol: "imap" }), !clientCh.tls, fixedUpstream, { server: imap, greeting });
+      },
     });
+    this.track(session);
+    void session.start();
+  }
+
+  private startImap(ch: Channel, gen: Generation, log: Logger, offerStartTls: boolean, fixedUpstream?: string, handover?: { server: ImapServerConn; greeting: string }): void {
+    const session: ImapSession = new ImapSession(ch, {
+      config: gen.config,
+      log,
+      trust: gen.trust,
+      filter: (raw, info) => gen.imapFilter(raw, info, `imap ${session.account} ${info.msg}`),
+      cache: gen.cache,
+      cleanIndex: gen.cleanIndex,
+      clientTls: offerStartTls ? gen.clientTls : null,
+      fixedUpstream,
+      handover,
+      excludedServer: gen.excludedServer,
+      excludedApp: appExclusion(gen.config, ch, log),
+    });
+    this.track(session);
+    session.start();
+  }
+
+  private track(session: Session): void {
     this.sessions.add(session);
     void session.finished.then(() => this.sessions.delete(session));
-    void session.start();
   }
 
   private async build(config: Config): Promise<Generation> {
@@ -185,12 +230,23 @@ export class Service {
     const leaf = await ensureLeaf(this.opts.stateDir, config.tlsNames);
     const quarantine = new QuarantineStore(config.quarantineDir ?? join(this.opts.stateDir, "quarantine"));
     const policy = policyFromConfig(config, PRODUCT);
+    const imapPolicy = policyFromConfig(config, PRODUCT, { addTags: false });
+    const cleanIndex = engine.identity
+      ? await CleanIndex.open(join(this.opts.stateDir, "imap-clean.idx"), engine.identity).catch((e) => {
+        log.warn("the index of clean IMAP messages cannot be used: every message will be scanned", { error: e });
+        return null;
+      })
+      : null;
+    const filterCtx = { engine, limits: config.limits, quarantine };
     return {
       config,
       trust,
       clientTls: { cert: leaf.cert, key: leaf.key },
       excludedServer: makeServerExclusion(config.excludedServers),
-      filter: (raw, info, source) => filterMessage({ engine, limits: config.limits, policy, quarantine }, raw, info, source),
+      filter: (raw, info, source) => filterMessage({ ...filterCtx, policy }, raw, info, source),
+      imapFilter: (raw, info, source) => filterMessage({ ...filterCtx, policy: imapPolicy }, raw, info, source),
+      cache: new MessageCache(config.limits.messageCacheSize),
+      cleanIndex,
     };
   }
 }

@@ -102,6 +102,16 @@ function listeners(v: unknown, key: string, base: Config["listeners"]): Config["
   return out;
 }
 
+const implicitTlsPorts: Check = (v, key) => {
+  if (!isObject(v)) throw new Problem(key, `expected { "pop3": [ports], "imap": [ports] }, got ${show(v)}`);
+  const out = { ...DEFAULT_CONFIG.upstreamImplicitTlsPorts };
+  for (const [proto, list] of Object.entries(v)) {
+    if (proto !== "pop3" && proto !== "imap") throw new Problem(`${key}.${proto}`, "unknown key (pop3, imap)");
+    out[proto] = arrayOf(port)(list, `${key}.${proto}`) as number[];
+  }
+  return out;
+};
+
 /** One checker per top-level key (limits and listeners merge field by field instead). */
 const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners">, Check> = {
   signatures: nullableStr,
@@ -112,6 +122,8 @@ const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners">, Check> = {
   subjectTag: str,
   quarantineDir: nullableStr,
   upstreamTls: oneOf("required", "opportunistic", "off"),
+  upstreamImplicitTlsPorts: implicitTlsPorts,
+  upstreamCompress: bool,
   upstreamCaFile: nullableStr,
   insecureUpstreamHosts: arrayOf(nonEmpty(str)),
   upstreamAllowlist: arrayOf(nonEmpty(str)),
@@ -220,7 +232,7 @@ export function canonicalKey(segments: string[]): string[] | null {
 export function valueKind(path: string[]): "string-list" | "number-list" | "other" {
   let node: unknown = DEFAULT_CONFIG;
   for (const seg of path) node = isObject(node) ? node[seg] : undefined;
-  if (path[path.length - 1] === "allowedUpstreamPorts") return "number-list";
+  if (path[path.length - 1] === "allowedUpstreamPorts" || path[0] === "upstreamImplicitTlsPorts") return "number-list";
   if (Array.isArray(node) || path[path.length - 1] === "addresses") return "string-list";
   return "other";
 }

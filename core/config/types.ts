@@ -39,6 +39,10 @@ export interface Config {
   limits: Limits;
   listeners: Record<Protocol, ListenerConfig>;
   upstreamTls: UpstreamTls;
+  /** Upstream ports that speak TLS from the first byte (POP3S, IMAPS); any other port upgrades with STLS/STARTTLS. */
+  upstreamImplicitTlsPorts: { pop3: number[]; imap: number[] };
+  /** Compress the upstream IMAP leg with COMPRESS=DEFLATE (RFC 4978) when the server offers it. */
+  upstreamCompress: boolean;
   /** Extra CA file (PEM) trusted for upstream servers, on top of the system roots and NODE_EXTRA_CA_CERTS. */
   upstreamCaFile: string | null;
   /** Hosts whose upstream certificate is not verified (logged as a warning on every connection). */
@@ -69,10 +73,12 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   listeners: {
     pop3: { enabled: true, addresses: ["127.0.0.1:1110"] },
     pop3s: { enabled: true, addresses: ["127.0.0.1:1995"] },
-    imap: { enabled: false, addresses: ["127.0.0.1:1143"] },
-    imaps: { enabled: false, addresses: ["127.0.0.1:1993"] },
+    imap: { enabled: true, addresses: ["127.0.0.1:1143"] },
+    imaps: { enabled: true, addresses: ["127.0.0.1:1993"] },
   },
   upstreamTls: "opportunistic",
+  upstreamImplicitTlsPorts: { pop3: [995], imap: [993] },
+  upstreamCompress: true,
   upstreamCaFile: null,
   insecureUpstreamHosts: [],
   upstreamAllowlist: [],

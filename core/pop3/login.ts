@@ -1,71 +1,21 @@
 // Login through the proxy, like Dovecot's pop3-login: parse the routed name (name/server[:port],
-// name#server[:port], [v6]:port), then connect upstream, secure it (implicit TLS on 995, else STLS
+// name#server[:port], [v6]:port), then connect upstream, secure it (implicit TLS on upstreamImplicitTlsPorts, else STLS
 // when offered; never a silent downgrade when upstreamTls is required) and log in as `name`
 // (AUTH PLAIN when the server offers it, else USER/PASS). Failures become fixed client replies;
 // the reason goes to the log, the password never does.
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import { UpstreamError, connectUpstream, isInsecureHost, resolveHost, upgradeUpstream, type Trust } from "../net/upstream.ts";
-import { hasControlBytes, routedHostProblem, upstreamProblem } from "../net/security.ts";
+import { upstreamProblem } from "../net/security.ts";
+import { authPlainResponse, type RoutedName } from "../net/routing.ts";
+
+export { parseRoutedName, parseAuthPlain, authPlainResponse, type RoutedName } from "../net/routing.ts";
 import { parseCapa, type ServerCapa } from "./capa.ts";
 import { R, type Pop3Reply } from "./replies.ts";
 import { ProtocolError, ServerConn } from "./server.ts";
 import { ReadError, lineText } from "./lines.ts";
 
 export const DEFAULT_POP3_PORT = 110;
-export const POP3S_PORT = 995;
-export const IMAPS_PORT = 993;
-
-export interface RoutedName {
-  user: string;
-  host: string;
-  /** Absent: the protocol default (110). */
-  port?: number;
-}
-
-/**
- * "name/server[:port]" or "name#server[:port]" (the last separator wins: user names may hold "/",
- * server names cannot). Returns a reason string when malformed.
- */
-export function parseRoutedName(s: string): RoutedName | string {
-  if (hasControlBytes(s)) return "control bytes in login name";
-  const at = Math.max(s.lastIndexOf("/"), s.lastIndexOf("#"));
-  if (at <= 0 || at === s.length - 1) return "login name has no /server part";
-  const user = s.slice(0, at);
-  const target = s.slice(at + 1);
-  let host: string;
-  let portText: string | undefined;
-  const v6 = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(target);
-  if (v6) {
-    host = v6[1]!;
-    portText = v6[2];
-  } else if ((target.match(/:/g) ?? []).length > 1) {
-    host = target; // a bare IPv6 literal: no port possible without brackets
-  } else {
-    [host, portText] = target.split(":") as [string, string | undefined];
-  }
-  const hostProblem = routedHostProblem(host);
-  if (hostProblem) return hostProblem;
-  if (portText === undefined) return { user, host };
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) return `bad port "${portText}"`;
-  return { user, host, port: Number(portText) };
-}
-
-/** AUTH PLAIN response "authzid\0authcid\0password" (RFC 4616), bytes kept as latin1 text. */
-export function parseAuthPlain(b64: string): { authzid: string; authcid: string; password: string } | string {
-  const text = b64.trim();
-  if (text === "=") return "empty AUTH PLAIN response";
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return "AUTH PLAIN response is not base64";
-  const parts = Buffer.from(text, "base64").toString("latin1").split("\0");
-  if (parts.length !== 3) return "AUTH PLAIN response is not authzid\\0authcid\\0password";
-  const [authzid, authcid, password] = parts as [string, string, string];
-  if (!authcid) return "AUTH PLAIN response has no user name";
-  return { authzid, authcid, password };
-}
-
-export function authPlainResponse(user: string, password: string): string {
-  return Buffer.from(`\0${user}\0${password}`, "latin1").toString("base64");
-}
 
 export interface UpstreamSetup {
   config: Config;
@@ -113,7 +63,9 @@ export class ImapGreeting extends Error {
 export async function connectAndSecure(s: UpstreamSetup, host: string, ip: string, port: number, detectImap = false): Promise<SecuredServer> {
   const { config, trust, log } = s;
   const where = `${host}:${port}`;
-  const implicitTls = port === POP3S_PORT || (detectImap && port === IMAPS_PORT);
+  const ports = config.upstreamImplicitTlsPorts;
+  // A fixed listener does not know the protocol before the greeting: either protocol's TLS ports count.
+  const implicitTls = ports.pop3.includes(port) || (detectImap && ports.imap.includes(port));
   let server: ServerConn | null = null;
   try {
     const ch = await connectUpstream({ host, ip, port, implicitTls, trust, timeoutMs: config.limits.upstreamConnectTimeout });

@@ -69,6 +69,8 @@ export class Pop3Session {
   private lastActivity = performance.now();
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
   private endReason = "client closed";
+  /** A fixed upstream that speaks IMAP: the session gave both connections to the IMAP side. */
+  private handedOver = false;
 
   constructor(private readonly client: Channel, private readonly deps: SessionDeps) {
     this.state = deps.fixedUpstream ? "fixed" : "routed";
@@ -122,16 +124,21 @@ export class Pop3Session {
       this.endReason = "internal error";
       this.client.destroy();
     }
+    if (this.handedOver) return this.summary(); // both legs belong to the IMAP session now
     if (!this.client.isClosed && !this.quitting) this.client.end();
     await this.client.closed;
     this.relay?.stop();
     this.server?.ch.destroy();
+    return this.summary();
+  }
+
+  private summary(): SessionSummary {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     const summary: SessionSummary = {
       user: this.user, server: this.where, ...this.stats,
       durationMs: Math.round(performance.now() - this.started), end: this.endReason,
     };
-    this.log.info("session end", { ...summary });
+    if (!this.handedOver) this.log.info("session end", { ...summary });
     return summary;
   }
 
@@ -347,7 +354,12 @@ export class Pop3Session {
       return true;
     } catch (e) {
       if (e instanceof ImapGreeting) {
-        if (this.deps.onImapGreeting) { this.deps.onImapGreeting(this.client, e.server, e.greeting); this.endReason = "handed to IMAP"; return false; }
+        if (this.deps.onImapGreeting) {
+          this.handedOver = true;
+          this.endReason = "handed to IMAP";
+          this.deps.onImapGreeting(this.client, e.server, e.greeting);
+          return false;
+        }
         this.log.error("fixed upstream speaks IMAP, which this version does not proxy yet", { server: target });
         e.server.ch.destroy();
         this.endReason = "IMAP not yet supported";

@@ -62,7 +62,7 @@ async function peakRssMB(pid: number): Promise<number> {
 async function startProxyProcess(dir: string, dovecotPort: number) {
   const port = await freePort();
   const config = {
-    listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] } },
+    listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] }, imap: { enabled: false, addresses: [] }, imaps: { enabled: false, addresses: [] } },
     allowedUpstreamPorts: [dovecotPort],
     upstreamTls: "off",
     logLevel: "warn",

@@ -78,7 +78,7 @@ describe.skipIf(!have("dovecot") || !have("python3"))("compiled binary: serve, d
     const [pop3, pop3s] = await Promise.all([freePort(), freePort()]);
     const config = join(home, "config.json");
     await writeFile(config, JSON.stringify({
-      listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${pop3}`] }, pop3s: { enabled: true, addresses: [`127.0.0.1:${pop3s}`] } },
+      listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${pop3}`] }, pop3s: { enabled: true, addresses: [`127.0.0.1:${pop3s}`] }, imap: { enabled: false, addresses: [] }, imaps: { enabled: false, addresses: [] } },
       allowedUpstreamPorts: [dc.ports.pop3],
       upstreamCaFile: dc.caFile,
     }));

@@ -14,7 +14,7 @@ import { ensureCa } from "../../core/tls/ca.ts";
 export type ConfigOverrides = Omit<Partial<Config>, "limits"> & { limits?: Partial<Limits> };
 
 export interface StartedProxy {
-  ports: { pop3: number; pop3s: number };
+  ports: { pop3: number; pop3s: number; imap: number; imaps: number };
   /** The proxy's local CA (trust it to talk TLS to the client leg). */
   caPem: string;
   stateDir: string;
@@ -28,7 +28,7 @@ export interface StartedProxy {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** The proxy in-process on 127.0.0.1 port 0 (pop3 + pop3s) with the default config under overrides. */
+/** The proxy in-process on 127.0.0.1 port 0 (pop3, pop3s, imap, imaps) with the default config under overrides. */
 export async function startProxy(overrides: ConfigOverrides = {}, opts: { engine?: Engine; env?: Record<string, string | undefined> } = {}): Promise<StartedProxy> {
   const stateDir = await mkdtemp(join(tmpdir(), "mailsentry-proxy-"));
   const base = structuredClone(DEFAULT_CONFIG) as Config;
@@ -38,6 +38,8 @@ export async function startProxy(overrides: ConfigOverrides = {}, opts: { engine
       ...base.listeners,
       pop3: { enabled: true, addresses: ["127.0.0.1:0"] },
       pop3s: { enabled: true, addresses: ["127.0.0.1:0"] },
+      imap: { enabled: true, addresses: ["127.0.0.1:0"] },
+      imaps: { enabled: true, addresses: ["127.0.0.1:0"] },
     },
     ...overrides,
     limits: { ...base.limits, ...(overrides.limits ?? {}) },
@@ -68,7 +70,7 @@ export async function startProxy(overrides: ConfigOverrides = {}, opts: { engine
     await rm(stateDir, { recursive: true, force: true });
   };
   return {
-    ports: { pop3: service.port("pop3") ?? 0, pop3s: service.port("pop3s") ?? 0 },
+    ports: { pop3: service.port("pop3") ?? 0, pop3s: service.port("pop3s") ?? 0, imap: service.port("imap") ?? 0, imaps: service.port("imaps") ?? 0 },
     caPem: ca.certPem,
     stateDir,
     quarantineDir: config.quarantineDir ?? join(stateDir, "quarantine"),

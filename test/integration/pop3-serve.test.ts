@@ -35,14 +35,14 @@ describe("serve and unload", () => {
     const port = await freePort();
     const cfg = join(home, "config.json");
     await mkdir(home, { recursive: true });
-    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] } }, allowedUpstreamPorts: [mock.port], upstreamTls: "off" }));
+    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] }, imap: { enabled: false, addresses: [] }, imaps: { enabled: false, addresses: [] } }, allowedUpstreamPorts: [mock.port], upstreamTls: "off" }));
     const p = await startProxyProcess({ config: cfg, home, args: ["--log-format", "json"] });
     expect(existsSync(join(home, "state", "mailsentry", "mailsentry.pid"))).toBe(true);
 
     const old = await login(port);
     expect(old.reply).toBe("+OK Logged in as alice.");
     // Reload with a config that no longer allows the mock's port: new logins fail, the old session lives on.
-    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] } }, allowedUpstreamPorts: [110], upstreamTls: "off" }));
+    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] }, imap: { enabled: false, addresses: [] }, imaps: { enabled: false, addresses: [] } }, allowedUpstreamPorts: [110], upstreamTls: "off" }));
     p.proc.kill("SIGHUP");
     await p.waitLog((l) => l.includes("configuration reloaded"));
     const refused = await login(port);
@@ -78,7 +78,7 @@ describe("serve and unload", () => {
     await writeFile(join(state, "mailsentry.pid"), "999999\n");
     const port = await freePort();
     const cfg = join(home, "config.json");
-    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] } } }));
+    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] }, imap: { enabled: false, addresses: [] }, imaps: { enabled: false, addresses: [] } } }));
     const p = await startProxyProcess({ config: cfg, home });
     p.proc.kill("SIGTERM");
     expect(await p.proc.exited).toBe(0);
@@ -89,7 +89,7 @@ describe("serve and unload", () => {
     const port = await freePort();
     const cfg = join(home, "config.json");
     await mkdir(home, { recursive: true });
-    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] } } }));
+    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`127.0.0.1:${port}`] }, pop3s: { enabled: false, addresses: [] }, imap: { enabled: false, addresses: [] }, imaps: { enabled: false, addresses: [] } } }));
     const p = await startProxyProcess({ config: cfg, home });
     const second = await runCli(["serve", "--config", cfg], home);
     expect(second.code).toBe(2);
@@ -102,7 +102,7 @@ describe("serve and unload", () => {
     const home = join(dir, "run4");
     const cfg = join(home, "config.json");
     await mkdir(home, { recursive: true });
-    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`0.0.0.0:${await freePort()}`] }, pop3s: { enabled: false, addresses: [] } } }));
+    await writeFile(cfg, JSON.stringify({ listeners: { pop3: { enabled: true, addresses: [`0.0.0.0:${await freePort()}`] }, pop3s: { enabled: false, addresses: [] }, imap: { enabled: false, addresses: [] }, imaps: { enabled: false, addresses: [] } } }));
     const r = await runCli(["serve", "--config", cfg], home);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("upstreamAllowlist");

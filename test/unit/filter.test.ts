@@ -39,7 +39,7 @@ const run = (ctx: FilterContext, raw: Uint8Array, partial = false, lines: string
 describe("message filter", () => {
   test("a clean message is delivered as the very same bytes", async () => {
     const out = await run(context(), clean);
-    expect(out).toEqual({ kind: "deliver", bytes: clean, detected: false });
+    expect(out).toEqual({ kind: "deliver", bytes: clean, detected: false, clean: true });
   });
 
   test("an infected message: the original is in quarantine, the client gets the cleaned copy", async () => {
@@ -70,7 +70,7 @@ describe("message filter", () => {
   test("part of an infected message (TOP) is refused, unless the action is ignore; nothing is quarantined", async () => {
     const ctx = context();
     expect(await run(ctx, infected, true)).toEqual({ kind: "refuse", why: "infected-partial", detected: true });
-    expect(await run(context({}, "ignore"), infected, true)).toEqual({ kind: "deliver", bytes: infected, detected: true });
+    expect(await run(context({}, "ignore"), infected, true)).toEqual({ kind: "deliver", bytes: infected, detected: true, clean: false });
     expect(await ctx.quarantine.list()).toEqual([]);
   });
 });

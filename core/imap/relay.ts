@@ -1,0 +1,552 @@
+// The authenticated-state relay: client commands go upstream as they come (pipelining), and one pump
+// carries the server's responses back in order. Everything passes byte-identical except what carries
+// message content: FETCH body items are answered from the scanned copy (the whole message is fetched
+// and scanned first when a client asks for part of one), capability lists are filtered, and commands
+// that would carry content past the scanner are refused. A literal cut short upstream closes the client:
+// never a short literal, never a tagged OK for it.
+import type { Channel } from "../net/queue.ts";
+import type { Logger } from "../log.ts";
+import type { MessageFilter } from "../filter.ts";
+import { filterCapabilityCode, filterCapabilityLine } from "./capability.ts";
+import { FetchResponse, isFetchResponse, literalItem, textItem, type FetchItem } from "./fetch-response.ts";
+import { parseFetch, singleNumber, type FetchRequest } from "./fetch-items.ts";
+import type { ImapServerConn } from "./server.ts";
+import { partialRange, sectionBytes } from "./sections.ts";
+import { bodyNonExtensible, bodyStructure } from "./bodystructure.ts";
+import type { CachedMessage, MessageCache, MessageKey } from "./cache.ts";
+import type { CleanIndex } from "./clean-index.ts";
+import { astringBytes, commandHead, latin1Bytes, lineText, segmentText, tokenize, type Segment } from "./wire.ts";
+import { parseMessage } from "../mime/parse.ts";
+
+export interface RelayStats {
+  messages: number;
+  bytes: number;
+  detections: number;
+}
+
+export interface RelayOptions {
+  client: Channel;
+  clientReader: import("./wire.ts").ImapReader;
+  server: ImapServerConn;
+  /** null: relay unscanned (an exclusion applied). */
+  filter: MessageFilter | null;
+  cache: MessageCache;
+  cleanIndex: CleanIndex | null;
+  limits: { maxMessageSize: number; upstreamReadTimeout: number; maxClientLine: number };
+  onUnscanned: "deliver" | "delete" | "quarantine" | "tempfail";
+  /** "host:port" and user: the account part of every cache key. */
+  account: { server: string; user: string };
+  log: Logger;
+  stats: RelayStats;
+  touch: () => void;
+}
+
+/** What one command in flight is, for the pump. */
+interface InFlight {
+  tag: string;
+  verb: string;
+  /** The proxy's own command: its responses are consumed, not relayed. */
+  own?: OwnCommand;
+  fetch?: FetchRequest;
+  /** UID was added to the client's FETCH items: strip it from the responses. */
+  stripUid?: boolean;
+  /** SELECT/EXAMINE: the mailbox being opened. */
+  mailbox?: string;
+  uidValidity?: number;
+  /** Messages of this FETCH were withheld (scanner failure): its tagged OK becomes NO. */
+  withheld?: boolean;
+  done: PromiseWithResolvers<string>;
+  /** A synchronizing literal waits for "+" (go) or the tagged end of its command (stop). */
+  literalWait?: PromiseWithResolvers<"go" | "stop">;
+}
+
+type OwnCommand =
+  | { kind: "uids"; found: { uid: number; size: number }[] }
+  | { kind: "prefetch" };
+
+/** Thrown when the client must be cut off without completing the response in progress. */
+export class RelayAbort extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RelayAbort";
+  }
+}
+
+// Literals up to this size are read whole before anything of their response is written; bigger ones
+// that need no scanning are streamed.
+const STREAM_THRESHOLD = 256 * 1024;
+// Messages fetched whole per command of the proxy's own, so one command's responses stay bounded.
+const PREFETCH_BATCH = 32;
+const CRLF = new Uint8Array([0x0d, 0x0a]);
+const EMPTY = new Uint8Array(0);
+
+export class ImapRelay {
+  private readonly inflight: InFlight[] = [];
+  private selected: { mailbox: string; uidValidity: number | null } | null = null;
+  private stopped = false;
+  private logoutSeen = false;
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: RelayOptions) {}
+
+  get idle(): boolean { return this.inflight.length === 0; }
+
+  stop(): void {
+    this.stopped = true;
+    for (const f of this.inflight) f.literalWait?.resolve("stop");
+  }
+
+  // ---- client side ------------------------------------------------------------------------------
+
+  /** Reads client commands and sends them upstream until the client leaves or logs out. */
+  async commands(): Promise<void> {
+    const { clientReader, limits } = this.o;
+    while (!this.stopped && !this.logoutSeen) {
+      let seg: Segment;
+      try {
+        seg = await clientReader.readSegment(limits.maxClientLine);
+      } catch {
+        return;
+      }
+      this.o.touch();
+      await this.command(seg);
+    }
+  }
+
+  private async command(seg: Segment): Promise<void> {
+    const text = segmentText(seg);
+    const head = commandHead(text);
+    if (!head) return this.forwardRaw(seg, null); // DONE after IDLE, SASL answers: the server judges them
+    const { tag, verb, rest } = head;
+    switch (verb) {
+      case "COMPRESS":
+        return this.local(seg, tag, "NO [CANNOT] COMPRESS is not available through mailsentry (the proxy must see the mail it scans).");
+      case "STARTTLS":
+      case "LOGIN":
+      case "AUTHENTICATE":
+        return this.local(seg, tag, "BAD Already logged in.");
+      case "FETCH":
+      case "UID FETCH": {
+        const req = seg.literal ? null : parseFetch(rest, verb === "UID FETCH");
+        if (req) return this.fetch(seg, tag, verb, req);
+        break;
+      }
+      case "SELECT":
+      case "EXAMINE": {
+        const f = this.track(tag, verb);
+        if (!seg.literal) f.mailbox = mailboxName(rest);
+        return this.forwardRaw(seg, f, (names) => { f.mailbox = names; });
+      }
+      case "LOGOUT":
+        this.logoutSeen = true;
+        break;
+    }
+    return this.forwardRaw(seg, this.track(tag, verb));
+  }
+
+  /** A reply of the proxy's own, after whatever is in flight (order is kept). */
+  private async local(seg: Segment, tag: string, response: string): Promise<void> {
+    if (seg.literal) await this.skipClientLiterals(seg);
+    await this.drained();
+    this.write(latin1Bytes(`${tag} ${response}\r\n`));
+  }
+
+  private track(tag: string, verb: string): InFlight {
+    const f: InFlight = { tag, verb, done: Promise.withResolvers<string>() };
+    f.done.promise.catch(() => {});
+    this.inflight.push(f);
+    return f;
+  }
+
+  /**
+   * Sends a client command upstream as it is, literals streamed. A synchronizing literal goes only
+   * after the server's "+" (relayed by the pump); a refusal instead ends the command.
+   */
+  private async forwardRaw(first: Segment, f: InFlight | null, onMailbox?: (m: string) => void): Promise<void> {
+    const { server, clientReader, limits } = this.o;
+    let seg = first;
+    const mailboxParts: Uint8Array[] = [];
+    for (;;) {
+      server.ch.out.write(seg.text, CRLF);
+      const lit = seg.literal;
+      if (!lit) break;
+      if (lit.sync && f) {
+        f.literalWait = Promise.withResolvers<"go" | "stop">();
+        const go = await f.literalWait.promise;
+        f.literalWait = undefined;
+        if (go === "stop") return;
+      }
+      await clientReader.readExact(lit.size, async (c) => {
+        if (onMailbox && lit.size <= 1024) mailboxParts.push(c.slice());
+        server.ch.out.write(c);
+        if (server.ch.out.isFull) await server.ch.out.room();
+      });
+      seg = await clientReader.readSegment(limits.maxClientLine);
+    }
+    if (onMailbox && mailboxParts.length) onMailbox(Buffer.concat(mailboxParts).toString("latin1"));
+  }
+
+  private async skipClientLiterals(first: Segment): Promise<void> {
+    let seg = first;
+    while (seg.literal) {
+      await this.o.clientReader.readExact(seg.literal.size, () => {});
+      seg = await this.o.clientReader.readSegment(this.o.limits.maxClientLine);
+    }
+  }
+
+  /**
+   * FETCH / UID FETCH. Items with body bytes other than the whole message (parts, TEXT, partial
+   * ranges) and BODYSTRUCTURE need the scanned copy: the proxy fetches and scans the whole messages
+   * it does not know yet, then relays the client's command and answers from the copy.
+   */
+  private async fetch(seg: Segment, tag: string, verb: string, req: FetchRequest): Promise<void> {
+    if (req.names.some((n) => n.kind === "binary")) {
+      return this.local(seg, tag, "NO [CANNOT] BINARY, PREVIEW and SNIPPET are not available through mailsentry; fetch BODY[] instead.");
+    }
+    const needsCopy = this.o.filter !== null && req.names.some((n) => n.kind === "section" || n.kind === "structure");
+    if (needsCopy) await this.prefetch(req);
+    const f = this.track(tag, verb);
+    f.fetch = req;
+    let line = seg.text;
+    // The cache is keyed by UID: a FETCH by sequence number asks for it too (and the client never sees it).
+    if (!req.uid && !req.names.some((n) => n.upper === "UID") && this.o.filter) {
+      f.stripUid = true;
+      const items = req.itemsText.startsWith("(") ? `(UID ${req.itemsText.slice(1)}` : `(UID ${req.itemsText})`;
+      line = latin1Bytes(`${tag} ${verb} ${req.set} ${items}${req.modifiers}`);
+    }
+    this.o.server.ch.out.write(line, CRLF);
+  }
+
+  /** Makes sure every message of the request is in the cache or known clean. */
+  private async prefetch(req: FetchRequest): Promise<void> {
+    await this.drained();
+    const sel = this.selected;
+    if (!sel || sel.uidValidity === null) return; // nothing to key a copy by: parts are scanned as they come
+    let targets: { uid: number; size: number | null }[];
+    const one = req.uid ? singleNumber(req.set) : null;
+    if (one !== null && this.known(this.key(one), null)) return;
+    const found = await this.own(`${req.uid ? "UID " : ""}FETCH ${req.set} (UID RFC822.SIZE)`, { kind: "uids", found: [] });
+    targets = found.kind === "uids" ? found.found : [];
+    const missing = targets.filter((t) => !this.known(this.key(t.uid), t.size));
+    for (let i = 0; i < missing.length; i += PREFETCH_BATCH) {
+      const batch = missing.slice(i, i + PREFETCH_BATCH);
+      const small = batch.filter((t) => (t.size ?? 0) <= this.o.limits.maxMessageSize);
+      for (const t of batch) if (!small.includes(t)) this.rememberOversize(t.uid);
+      if (small.length) await this.own(`UID FETCH ${small.map((t) => t.uid).join(",")} (UID RFC822.SIZE BODY.PEEK[])`, { kind: "prefetch" });
+    }
+  }
+
+  private rememberOversize(uid: number): void {
+    this.o.cache.put(this.key(uid), { bytes: EMPTY, changed: false, size: 0, verdict: "unscanned (too-large)" });
+  }
+
+  /** Runs a command of the proxy's own through the pump; resolves with its state once it completed. */
+  private async own(command: string, own: OwnCommand): Promise<OwnCommand> {
+    const tag = this.o.server.tag();
+    const f = this.track(tag, "OWN");
+    f.own = own;
+    this.o.server.send(`${tag} ${command}`);
+    await f.done.promise;
+    return own;
+  }
+
+  /** Resolves when no command is in flight. */
+  private drained(): Promise<void> {
+    if (this.inflight.length === 0) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.drainWaiters.push(resolve);
+    return promise;
+  }
+
+  // ---- server side (the pump) -------------------------------------------------------------------
+
+  /** Relays responses until LOGOUT completes or the relay stops; rejects on an upstream fault. */
+  async run(): Promise<void> {
+    const { server } = this.o;
+    for (;;) {
+      if (this.stopped && this.inflight.length === 0) return;
+      const seg = await server.readSegment(this.inflight.length ? server.limits.upstreamReadTimeout : 0);
+      const text = segmentText(seg);
+      if (text.startsWith("+")) {
+        const waiting = this.inflight.find((f) => f.literalWait);
+        waiting?.literalWait?.resolve("go");
+        await this.relaySegments(seg);
+        continue;
+      }
+      if (text.startsWith("* ")) {
+        await this.untagged(seg, text);
+        continue;
+      }
+      if (await this.tagged(seg, text)) return;
+    }
+  }
+
+  private current(): InFlight | undefined {
+    return this.inflight[0];
+  }
+
+  private async untagged(seg: Segment, text: string): Promise<void> {
+    if (isFetchResponse(text)) return this.fetchResponse(seg, text);
+    const f = this.current();
+    if (/^\* CAPABILITY /i.test(text) && !seg.literal) return this.write(latin1Bytes(filterCapabilityLine(text) + "\r\n"));
+    if (/^\* (OK|NO|BAD|BYE|PREAUTH) \[CAPABILITY /i.test(text)) return this.write(latin1Bytes(filterCapabilityCode(text) + "\r\n"));
+    const uv = /^\* OK \[UIDVALIDITY (\d+)\]/i.exec(text);
+    if (uv && f?.mailbox !== undefined) f.uidValidity = Number(uv[1]);
+    return this.relaySegments(seg);
+  }
+
+  /** Tagged completion; true when the relay is done (LOGOUT completed). */
+  private async tagged(seg: Segment, text: string): Promise<boolean> {
+    const tag = text.slice(0, text.indexOf(" "));
+    const i = this.inflight.findIndex((f) => f.tag === tag);
+    if (i < 0) {
+      await this.relaySegments(seg); // a tag we do not know: the server's business, passed on
+      return false;
+    }
+    const f = this.inflight[i]!;
+    this.inflight.splice(i, 1);
+    f.literalWait?.resolve("stop");
+    const status = /^\S+ (OK|NO|BAD)\b/i.exec(text)?.[1]?.toUpperCase();
+    if (f.mailbox !== undefined) {
+      this.selected = status === "OK" ? { mailbox: f.mailbox, uidValidity: f.uidValidity ?? null } : null;
+    } else if ((f.verb === "CLOSE" || f.verb === "UNSELECT") && status === "OK") this.selected = null;
+    if (!f.own) {
+      if (f.withheld && f.fetch && status === "OK") {
+        this.write(latin1Bytes(`${tag} NO [UNAVAILABLE] Some messages could not be scanned and were withheld; try again later.\r\n`));
+      } else if (/\[CAPABILITY /i.test(text) && !seg.literal) this.write(latin1Bytes(filterCapabilityCode(text) + "\r\n"));
+      else await this.relaySegments(seg);
+    }
+    f.done.resolve(status ?? "BAD");
+    if (this.inflight.length === 0) for (const w of this.drainWaiters.splice(0)) w();
+    return f.verb === "LOGOUT";
+  }
+
+  /** A response that needs no change: its segments and literals go to the client as they come. */
+  private async relaySegments(first: Segment): Promise<void> {
+    const { server, client } = this.o;
+    let seg = first;
+    for (;;) {
+      this.write(seg.text, CRLF);
+      if (!seg.literal) return;
+      try {
+        await server.reader.readExact(seg.literal.size, async (c) => {
+          this.write(c);
+          if (client.out.isFull) await client.out.room();
+        }, server.limits.upstreamReadTimeout);
+        seg = await server.readSegment();
+      } catch (e) {
+        throw new RelayAbort(`upstream failed mid-literal: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private write(...pieces: Uint8Array[]): void {
+    this.o.client.out.write(...pieces);
+    this.o.touch();
+  }
+
+  // ---- FETCH responses --------------------------------------------------------------------------
+
+  private async fetchResponse(first: Segment, text: string): Promise<void> {
+    const { server, limits } = this.o;
+    const f = this.current();
+    const own = f?.own;
+    const r = new FetchResponse(text);
+    let headWritten = false;
+    const flushPrefix = () => {
+      this.write(...r.serialize({ head: !headWritten, tail: false }));
+      headWritten = true;
+      for (const it of r.items) it.written = true;
+    };
+    try {
+      let seg = first;
+      while (!r.complete) {
+        const p = r.literalNeeded;
+        if (!p) {
+          seg = await server.readSegment();
+          r.feedText(segmentText(seg));
+          continue;
+        }
+        const body = p.topLevel && (p.item.info.kind === "whole" || p.item.info.kind === "section");
+        const passable = !body || this.o.filter === null || this.knownSafe(r);
+        if (!own && passable && p.size > STREAM_THRESHOLD && r.items.every((it) => it === p.item || it.written || isSettled(it))) {
+          // Streamed: nothing before it waits for a verdict, and it needs none.
+          flushPrefix();
+          await server.reader.readExact(p.size, async (c) => {
+            this.write(c);
+            if (this.o.client.out.isFull) await this.o.client.out.room();
+          }, limits.upstreamReadTimeout);
+          if (body) { this.o.stats.messages++; this.o.stats.bytes += p.size; }
+          r.literalStreamed();
+          continue;
+        }
+        if (body && p.size > limits.maxMessageSize && this.o.filter) {
+          await this.oversize(r, p.item, p.size, flushPrefix, f);
+          continue;
+        }
+        if (!body && p.size > limits.maxMessageSize) throw new RelayAbort(`a ${p.size}-byte literal the proxy cannot relay in order`);
+        r.feedLiteral(await server.reader.readBytes(p.size, limits.upstreamReadTimeout));
+      }
+    } catch (e) {
+      if (e instanceof RelayAbort) throw e;
+      throw new RelayAbort(`upstream failed mid-FETCH: ${(e as Error).message}`);
+    }
+    if (own) return this.ownFetch(r, own);
+    const keep = await this.settle(r, f);
+    if (!keep) {
+      if (headWritten) throw new RelayAbort("a withheld message was already partly written");
+      return;
+    }
+    if (f?.stripUid) {
+      const uid = r.items.find((it) => it.info.upper === "UID");
+      if (uid && !uid.written) uid.replacement = null;
+    }
+    this.write(...r.serialize({ head: !headWritten }));
+  }
+
+  /**
+   * Decides every body and structure item of a response: passed as it is, answered from the scanned
+   * copy, or withheld. Returns false when the whole response must be dropped (scanner failure).
+   */
+  private async settle(r: FetchResponse, f: InFlight | undefined): Promise<boolean> {
+    if (this.o.filter === null) return true;
+    const uid = r.number("UID");
+    const key = uid !== null ? this.key(uid) : null;
+    for (const it of r.items) {
+      const kind = it.info.kind;
+      if (it.written || (kind !== "whole" && kind !== "section" && kind !== "structure")) continue;
+      // A body sent as a quoted string (allowed, if rare) is judged like a literal.
+      if (kind !== "structure" && it.literal === null) it.literal = quotedValue(it);
+      if (kind !== "structure" && it.literal === null) continue; // NIL: nothing to judge
+      let entry = key ? this.o.cache.get(key) : undefined;
+      if (!entry && key && this.o.cleanIndex?.has({ ...key, size: r.number("RFC822.SIZE") ?? -1 })) entry = CLEAN;
+      if (!entry && kind === "whole" && it.literal) {
+        const got = await this.scanWhole(it.literal, uid, r.seq);
+        if (got === null) { if (f) f.withheld = true; return false; }
+        entry = got;
+      }
+      if (kind === "structure") {
+        if (entry?.changed) it.replacement = textItem(it.name, it.info.upper === "BODY" ? bodyNonExtensible(entry.bytes) : bodyStructure(entry.bytes));
+        continue;
+      }
+      if (entry) {
+        if (entry.changed) it.replacement = literalItem(it.name, this.cut(entry.bytes, it, f));
+        else if (entry.verdict.startsWith("unscanned") && this.o.onUnscanned !== "deliver") { it.replacement = [latin1Bytes(`${it.name} NIL`)]; if (f) f.withheld = true; }
+        if (kind === "whole") this.o.stats.messages++;
+        continue;
+      }
+      // Part of a message the proxy has no copy of (no mailbox selected, unsolicited): judged alone,
+      // like POP3's TOP: an infected part is withheld, never cleaned into something that looks whole.
+      const out = await this.o.filter(it.literal!, { msg: this.describe(uid, r.seq), partial: true, log: this.o.log });
+      if (out.kind === "refuse") { it.replacement = [latin1Bytes(`${it.name} NIL`)]; if (f) f.withheld = true; }
+      if (out.detected) this.o.stats.detections++;
+    }
+    return true;
+  }
+
+  /** Scans a whole message from its literal; the copy (same size) is cached. null: withheld. */
+  private async scanWhole(raw: Uint8Array, uid: number | null, seq: number): Promise<CachedMessage | null> {
+    const key = uid !== null ? this.key(uid) : null;
+    const load = async (): Promise<CachedMessage | null> => {
+      const out = await this.o.filter!(raw, { msg: this.describe(uid, seq), partial: false, log: this.o.log.child({ mailbox: this.selected?.mailbox, uid }) });
+      this.o.stats.bytes += raw.length;
+      if (out.detected) this.o.stats.detections++;
+      if (out.kind === "refuse") return null;
+      const changed = out.bytes !== raw;
+      if (out.clean && key) this.o.cleanIndex?.add({ ...key, size: raw.length });
+      return { bytes: changed ? out.bytes : EMPTY, changed, size: raw.length, verdict: out.clean ? "clean" : out.detected ? "infected" : "delivered" };
+    };
+    if (!key) return load();
+    return this.o.cache.getOrLoad(key, load);
+  }
+
+  /** Responses to the proxy's own FETCH: remembered, never relayed. */
+  private async ownFetch(r: FetchResponse, own: OwnCommand): Promise<void> {
+    const uid = r.number("UID");
+    if (uid === null) return;
+    if (own.kind === "uids") { own.found.push({ uid, size: r.number("RFC822.SIZE") ?? 0 }); return; }
+    const body = r.items.find((it) => it.info.kind === "whole" && it.literal);
+    if (body?.literal) await this.scanWhole(body.literal, uid, r.seq);
+  }
+
+  /** A body over maxMessageSize: relayed unscanned when onUnscanned is "deliver", else withheld. */
+  private async oversize(r: FetchResponse, item: FetchItem, size: number, flushPrefix: () => void, f: InFlight | undefined): Promise<void> {
+    const { server, limits, log } = this.o;
+    const uid = r.number("UID");
+    if (this.o.onUnscanned === "deliver") {
+      log.warn("message too large to scan, delivered unscanned", { uid, size, maxMessageSize: limits.maxMessageSize });
+      flushPrefix();
+      await server.reader.readExact(size, async (c) => {
+        this.write(c);
+        if (this.o.client.out.isFull) await this.o.client.out.room();
+      }, limits.upstreamReadTimeout);
+      r.literalStreamed();
+      return;
+    }
+    log.warn("message too large to scan, withheld", { uid, size, onUnscanned: this.o.onUnscanned });
+    await server.reader.readExact(size, () => {}, limits.upstreamReadTimeout);
+    r.literalStreamed();
+    item.written = false;
+    item.replacement = [latin1Bytes(`${item.name} NIL`)];
+    if (f) f.withheld = true;
+  }
+
+  /** The bytes a body item asks for, cut from the copy: section, then <origin.length>. */
+  private cut(copy: Uint8Array, it: FetchItem, f: InFlight | undefined): Uint8Array {
+    const section = it.info.section ?? "";
+    const bytes = sectionBytes(copy, section, parseMessage(copy)) ?? EMPTY;
+    if (!it.info.partial) return bytes;
+    const origin = it.info.partial.origin;
+    // The response echoes only the origin; the length is the one the client asked for.
+    const asked = f?.fetch?.names.find((n) => n.section === section && n.partial?.origin === origin)?.partial?.length;
+    return partialRange(bytes, origin, asked ?? it.literal?.length ?? bytes.length);
+  }
+
+  private knownSafe(r: FetchResponse): boolean {
+    const uid = r.number("UID");
+    if (uid === null) return false;
+    const key = this.key(uid);
+    const e = this.o.cache.get(key);
+    if (e) return !e.changed && !(e.verdict.startsWith("unscanned") && this.o.onUnscanned !== "deliver");
+    const size = r.number("RFC822.SIZE");
+    return size !== null && (this.o.cleanIndex?.has({ ...key, size }) ?? false);
+  }
+
+  private known(key: MessageKey, size: number | null): boolean {
+    if (this.o.cache.get(key)) return true;
+    return size !== null && (this.o.cleanIndex?.has({ ...key, size }) ?? false);
+  }
+
+  private key(uid: number): MessageKey {
+    const sel = this.selected!;
+    return { ...this.o.account, mailbox: sel.mailbox, uidValidity: sel.uidValidity ?? 0, uid };
+  }
+
+  private describe(uid: number | null, seq: number): string {
+    return `${this.selected?.mailbox ?? "?"} ${uid !== null ? `UID ${uid}` : `#${seq}`}`;
+  }
+}
+
+const CLEAN: CachedMessage = { bytes: EMPTY, changed: false, size: 0, verdict: "clean" };
+
+/** The bytes of a quoted-string value, or null (NIL, lists). */
+function quotedValue(it: FetchItem): Uint8Array | null {
+  const v = it.value.length === 1 ? it.value[0] : undefined;
+  if (typeof v !== "string" || !v.startsWith('"')) return null;
+  return latin1Bytes(v.slice(1, -1).replace(/\\(.)/g, "$1"));
+}
+
+/** Items whose value needs no decision (everything but body and structure items). */
+function isSettled(it: FetchItem): boolean {
+  const k = it.info.kind;
+  return k !== "whole" && k !== "section" && k !== "structure";
+}
+
+/** The mailbox argument of SELECT/EXAMINE (quoted or atom; literals are collected by the caller). */
+function mailboxName(rest: string): string {
+  const t = tokenize([rest])[0];
+  const b = astringBytes(t);
+  return b ? Buffer.from(b).toString("latin1") : rest;
+}
+
+export { lineText };

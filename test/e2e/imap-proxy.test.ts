@@ -1,0 +1,94 @@
+// The IMAP proxy in front of a real Dovecot, driven by python3 imaplib: clean mail passes byte-identical
+// in every fetch shape; an infected message is served as one cleaned copy of the same size whether it is
+// fetched whole, in Thunderbird's 64 KiB chunks, by parts, or in another session; the original is in
+// quarantine first; capabilities hide what the proxy cannot inspect; a scanner failure withholds.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
+import { startProxy, type StartedProxy } from "../helpers/proxy.ts";
+import { bodiesOf, have, imaplib, imaplibIdle, type ImapConnect } from "../helpers/imap-clients.ts";
+import { EICAR_TEXT } from "../helpers/eicar.ts";
+import { attachment, leaf, message, multipart } from "../helpers/messages.ts";
+import { parseMessage } from "../../core/mime/parse.ts";
+
+const enc = new TextEncoder();
+const hasEicar = (b: Uint8Array) => Buffer.from(b).includes(EICAR_TEXT);
+
+const clean1 = enc.encode("From: a@example.test\r\nTo: alice@example.test\r\nSubject: one\r\nMessage-ID: <one@x>\r\n\r\nfirst body\r\n");
+const clean2 = enc.encode(message(multipart("b2", [
+  leaf({ headers: ["Content-Type: text/plain"], body: "see attached" }),
+  attachment("data.bin", new Uint8Array(200_000).map((_, i) => (i * 7) & 0xff)),
+]), "\r\n", "big clean"));
+// Over 64 KiB, so Thunderbird-style chunking spans several chunks around the infected part.
+const infected = enc.encode(message(multipart("b3", [
+  leaf({ headers: ["Content-Type: text/plain"], body: "filler line\r\n".repeat(6000) }),
+  attachment("eicar.com", EICAR_TEXT),
+  leaf({ headers: ["Content-Type: text/plain"], body: "after" }),
+]), "\r\n", "infected"));
+
+describe.skipIf(!have("dovecot") || !have("python3"))("IMAP proxy in front of Dovecot", () => {
+  let dc: Dovecot;
+  let proxy: StartedProxy;
+  let conn: (mode?: ImapConnect["mode"]) => ImapConnect;
+
+  beforeAll(async () => {
+    dc = await startDovecot();
+    await dc.seed("alice", [clean1, clean2, infected]);
+    proxy = await startProxy({ allowedUpstreamPorts: [dc.ports.imap, dc.ports.imaps], upstreamCaFile: dc.caFile, upstreamImplicitTlsPorts: { pop3: [dc.ports.pop3s], imap: [dc.ports.imaps] } }, { env: {} });
+    const caFile = join(proxy.stateDir, "test-proxy-ca.pem");
+    await writeFile(caFile, proxy.caPem);
+    conn = (mode = "plain") => ({
+      host: "127.0.0.1",
+      port: mode === "imaps" ? proxy.ports.imaps : proxy.ports.imap,
+      mode,
+      user: `alice/127.0.0.1:${dc.ports.imap}`,
+      password: "alice-secret",
+      caFile,
+    });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await dc?.stop();
+  });
+
+  test("whole fetches: clean mail byte-identical, the infected one cleaned to the same size", async () => {
+    const r = await imaplib(conn(), "whole");
+    const got = bodiesOf(r);
+    expect(got.length).toBe(3);
+    expect(Buffer.from(got[0]!).equals(Buffer.from(clean1))).toBe(true);
+    expect(Buffer.from(got[1]!).equals(Buffer.from(clean2))).toBe(true);
+    expect(hasEicar(got[2]!)).toBe(false);
+    expect(got[2]!.length).toBe(infected.length);
+    expect(r.messages[2]!.size).toBe(infected.length);
+    expect(r.capabilities.some((c) => /^COMPRESS=/i.test(c))).toBe(false);
+    // The original went to quarantine before the copy was served.
+    const q = (await readdir(proxy.quarantineDir)).filter((f) => f.endsWith(".eml"));
+    expect(q.length).toBeGreaterThanOrEqual(1);
+  });
+
+  test("chunked, by parts and in other sessions: one identical cleaned copy whose size is RFC822.SIZE", async () => {
+    const whole = bodiesOf(await imaplib({ ...conn("starttls"), uids: [3] }, "whole"))[0]!;
+    const chunked = await imaplib({ ...conn("imaps"), uids: [3] }, "chunked");
+    const m = chunked.messages[0]!;
+    expect(m.chunks!.length).toBeGreaterThan(1);
+    expect(m.chunks!.reduce((a, b) => a + b, 0)).toBe(m.size);
+    expect(Buffer.from(m.items["BODY[]"]!).equals(Buffer.from(whole))).toBe(true);
+    const parts = (await imaplib({ ...conn(), uids: [3] }, "parts")).messages[0]!;
+    const tree = parseMessage(whole);
+    // Part 2 is the notice now, in place; its bytes are those of the served copy.
+    expect(parts.bodystructure!.toLowerCase()).toContain('"text" "plain"');
+    expect(Buffer.from(parts.items["BODY[2]"]!).equals(Buffer.from(whole.subarray(tree.children[1]!.bodyStart, tree.children[1]!.bodyEnd)))).toBe(true);
+    expect(hasEicar(parts.items["BODY[2]"]!)).toBe(false);
+  });
+
+  test("clean messages stay byte-identical in chunks and parts", async () => {
+    const c = (await imaplib({ ...conn(), uids: [2] }, "chunked")).messages[0]!;
+    expect(Buffer.from(c.items["BODY[]"]!).equals(Buffer.from(clean2))).toBe(true);
+  });
+
+  test("IDLE through the proxy sees new mail", async () => {
+    const r = await imaplibIdle(conn(), () => dc.seed("alice", [enc.encode("From: d@example.test\r\nSubject: new\r\n\r\nnew\r\n")]));
+    expect(r.untagged.some((l) => /EXISTS/i.test(l))).toBe(true);
+  });
+});
