@@ -150,6 +150,16 @@ export interface Inbound {
   close(reason?: Error): void;
 }
 
+/** A byte transform between a channel and its socket (COMPRESS=DEFLATE: core/net/deflate.ts). */
+export interface ByteTransform {
+  /** The sink the send queue writes to from now on, in place of the socket. */
+  wrapSink(socket: Sink): Sink;
+  /** Bytes from the socket; the transform hands its output to Channel.deliver. */
+  input(chunk: Uint8Array): void;
+  /** Every pause reason is gone: go on with input held back while the reader was full. */
+  resumed(): void;
+}
+
 /**
  * One connection: a Bun socket, its inbound consumer and its send queue (outgoing). Reading is
  * paused for any of several reasons at once (reader full, other side's queue full) and resumes
@@ -208,6 +218,7 @@ export class Channel {
   resume(reason: string): void {
     if (!this.pauses.delete(reason)) return;
     if (this.pauses.size === 0 && !this.closedFlag && this.bound) this.socket.resume();
+    if (this.pauses.size === 0) this.transform?.resumed();
   }
 
   /** Sends what is queued, then closes. */
@@ -244,10 +255,26 @@ export class Channel {
     return promise;
   }
 
-  /** @internal socket events */
-  onData(chunk: Uint8Array): void {
+  // ---- byte transform: once set, socket bytes pass through it both ways (never undone; no STARTTLS after it)
+  private transform: ByteTransform | null = null;
+
+  setTransform(t: ByteTransform): void {
+    this.transform = t;
+    this.out.setSink(t.wrapSink(this.socket));
+  }
+
+  /** Hands bytes to the reader as if they had come from the socket (a transform's output). */
+  deliver(chunk: Uint8Array): void {
     if (this.inbound) this.inbound.push(chunk);
     else this.early.push(chunk);
+  }
+
+  get isPaused(): boolean { return this.pauses.size > 0; }
+
+  /** @internal socket events */
+  onData(chunk: Uint8Array): void {
+    if (this.transform) this.transform.input(chunk);
+    else this.deliver(chunk);
   }
   onDrain(): void { this.out.drain(); }
   onHandshake(ok: boolean, error: Error | null): void {
