@@ -7,7 +7,7 @@ import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import { UpstreamError, connectUpstream, isInsecureHost, upgradeUpstream, type Trust } from "../net/upstream.ts";
 import { authPlainResponse } from "../net/routing.ts";
-import { startCompression } from "../net/deflate.ts";
+import { deflateAvailable, startCompression } from "../net/deflate.ts";
 import { capabilityCode, hasCapability, parseCapabilities } from "./capability.ts";
 import { ImapServerConn, isReadFault, type Tagged } from "./server.ts";
 import { ReadError, imapString, lineText } from "./wire.ts";
@@ -169,7 +169,7 @@ export async function authenticate(s: UpstreamSetup, sec: SecuredImap, user: str
   let after = capabilityCode(r.line) ?? (await capabilities(server));
   const okText = r.line.replace(/^\S+ /, "");
   let compressed = false;
-  if (s.config.upstreamCompress && hasCapability(after, "COMPRESS=DEFLATE")) {
+  if (s.config.upstreamCompress && hasCapability(after, "COMPRESS=DEFLATE") && deflateAvailable()) {
     const c = await server.command("COMPRESS DEFLATE");
     if (c.status === "OK") {
       // Everything after the OK is deflated, including what already arrived with it.

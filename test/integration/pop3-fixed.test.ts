@@ -1,5 +1,5 @@
 // Fixed-upstream listeners: the proxy connects first, passes the server's greeting through (so APOP
-// works), relays the login as it is, and scans as usual; an IMAP greeting is refused for now.
+// works), relays the login as it is, and scans as usual; a server that greets like IMAP is handed to the IMAP side.
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { eicar } from "../helpers/eicar.ts";
@@ -54,12 +54,11 @@ describe("fixed upstream listener", () => {
     mock.stop();
   });
 
-  test("a server that greets like IMAP is refused with a log line (not yet supported)", async () => {
+  test("a server that greets like IMAP is handed to the IMAP side, which greets with its own capabilities", async () => {
     const mock = await startMockPop3({ faults: { greeting: "* OK [CAPABILITY IMAP4rev1] ready" } });
     await using proxy = await startProxy(fixed(mock.port));
     await using c = await TestClient.connect(proxy.ports.pop3);
-    expect((await c.rest()).toString()).toBe("* BYE [UNAVAILABLE] mailsentry does not proxy IMAP yet.\r\n");
-    expect(logObjects(proxy.logs).some((l) => String(l.msg).includes("IMAP"))).toBe(true);
+    expect(await c.line()).toMatch(/^\* OK \[CAPABILITY IMAP4rev1 .*AUTH=PLAIN\] mailsentry ready\.$/);
     mock.stop();
   });
 });
