@@ -230,7 +230,7 @@ export class Service {
     const leaf = await ensureLeaf(this.opts.stateDir, config.tlsNames);
     const quarantine = new QuarantineStore(config.quarantineDir ?? join(this.opts.stateDir, "quarantine"));
     const policy = policyFromConfig(config, PRODUCT);
-    const imapPolicy = policyFromConfig(config, PRODUCT, { addTags: false });
+    const imapPolicy = policyFromConfig(config, PRODUCT);
     const cleanIndex = engine.identity
       ? await CleanIndex.open(join(this.opts.stateDir, "imap-clean.idx"), engine.identity).catch((e) => {
         log.warn("the index of clean IMAP messages cannot be used: every message will be scanned", { error: e });

@@ -8,11 +8,10 @@ import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
 import type { MessageFilter } from "../filter.ts";
 import { filterCapabilityCode, filterCapabilityLine } from "./capability.ts";
-import { FetchResponse, isFetchResponse, literalItem, textItem, type FetchItem } from "./fetch-response.ts";
+import { FetchResponse, isFetchResponse, literalItem, type FetchItem } from "./fetch-response.ts";
 import { parseFetch, singleNumber, type FetchRequest } from "./fetch-items.ts";
 import type { ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
-import { bodyNonExtensible, bodyStructure } from "./bodystructure.ts";
 import type { CachedMessage, MessageCache, MessageKey } from "./cache.ts";
 import type { CleanIndex } from "./clean-index.ts";
 import { astringBytes, commandHead, latin1Bytes, lineText, segmentText, tokenize, type Segment } from "./wire.ts";
@@ -425,10 +424,9 @@ export class ImapRelay {
         if (got === null) { if (f) f.withheld = true; return false; }
         entry = got;
       }
-      if (kind === "structure") {
-        if (entry?.changed) it.replacement = textItem(it.name, it.info.upper === "BODY" ? bodyNonExtensible(entry.bytes) : bodyStructure(entry.bytes));
-        continue;
-      }
+      // BODYSTRUCTURE of a changed copy still comes from the server (describing the original); computing
+      // it from the served copy is the next step.
+      if (kind === "structure") continue;
       if (entry) {
         if (entry.changed) it.replacement = literalItem(it.name, this.cut(entry.bytes, it, f));
         else if (entry.verdict.startsWith("unscanned") && this.o.onUnscanned !== "deliver") { it.replacement = [latin1Bytes(`${it.name} NIL`)]; if (f) f.withheld = true; }

@@ -8,6 +8,12 @@ export interface Detection {
 
 export interface Engine {
   readonly name: string;
+  /**
+   * Short stable text that changes whenever the engine's signatures (or the way it matches them)
+   * change: a "scanned clean" remembered under one identity holds only for that identity. Absent
+   * means the engine cannot say, and nothing remembered about earlier scans may be trusted.
+   */
+  readonly identity?: string;
   /** Returns the first detection in data, or null. Throws (or rejects) only when the engine itself fails. */
   scan(data: Uint8Array): Detection | null | Promise<Detection | null>;
 }

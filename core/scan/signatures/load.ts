@@ -18,6 +18,19 @@ export interface SignatureSet {
   /** Hashes of known false positives (.fp MD5, .sfp SHA): a detection on such an object is dropped. */
   allow: HashDb;
   body: BodySig[];
+  /** Names what was read: see signatureDigest. Absent on sets built by hand. */
+  digest?: string;
+}
+
+/**
+ * sha256 (hex) over the sorted names and content hashes of the database files read, so it changes
+ * whenever a file is added, removed, renamed or changed. Container members are covered by the
+ * container's own hash. No files at all gives the digest of an empty list (the EICAR-only set).
+ */
+export function signatureDigest(files: { name: string; sha256: string }[]): string {
+  const h = new Bun.CryptoHasher("sha256");
+  for (const f of [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) h.update(`${f.name}\0${f.sha256}\n`);
+  return h.digest("hex");
 }
 
 /** Database kinds ClamAV knows that we do not read, and why. */
@@ -56,6 +69,7 @@ class Loader {
   allowSigs: HashSig[] = [];
   bodySigs: BodySig[] = [];
   ignored = new Set<string>();
+  private read: { name: string; sha256: string }[] = [];
   private grouped = new Map<string, { file: string; reason: string; count: number }>();
 
   private bad(file: string, reason: string, no: number): void {
@@ -67,6 +81,12 @@ class Loader {
       this.grouped.set(key, entry);
       this.report.unsupported.push(entry);
     }
+  }
+
+  /** One file as found on disk or given by the caller; name (not the directory) goes into the digest. */
+  addFile(path: string, name: string, data: Uint8Array): void {
+    this.read.push({ name, sha256: new Bun.CryptoHasher("sha256").update(data).digest("hex") });
+    this.add(path, name, data);
   }
 
   /** One database file (or container member) named path. */
@@ -113,7 +133,7 @@ class Loader {
     const dropped = this.hashSigs.length + this.bodySigs.length - hashes.size - body.length;
     if (dropped) this.report.unsupported.push({ file: "(.ign/.ign2 lists)", reason: "signatures disabled by an ignore list", count: dropped });
     this.report.total = hashes.size + body.length;
-    return { hashes, allow, body };
+    return { hashes, allow, body, digest: signatureDigest(this.read) };
   }
 }
 
@@ -124,7 +144,7 @@ export async function loadSignatureDir(dir: string): Promise<{ set: SignatureSet
   for (const name of names) {
     const path = join(dir, name);
     if (!(await stat(path)).isFile()) continue;
-    loader.add(path, name, new Uint8Array(await readFile(path)));
+    loader.addFile(path, name, new Uint8Array(await readFile(path)));
   }
   const set = loader.finish();
   return { set, report: loader.report };
@@ -133,7 +153,7 @@ export async function loadSignatureDir(dir: string): Promise<{ set: SignatureSet
 /** Loads signature files given as bytes (tests, embedded databases). */
 export function loadSignatureFiles(files: { name: string; data: Uint8Array }[]): { set: SignatureSet; report: LoadReport } {
   const loader = new Loader();
-  for (const f of files) loader.add(f.name, f.name, f.data);
+  for (const f of files) loader.addFile(f.name, f.name, f.data);
   const set = loader.finish();
   return { set, report: loader.report };
 }
