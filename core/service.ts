@@ -229,8 +229,9 @@ export class Service {
     }
     const leaf = await ensureLeaf(this.opts.stateDir, config.tlsNames);
     const quarantine = new QuarantineStore(config.quarantineDir ?? join(this.opts.stateDir, "quarantine"));
-    const policy = policyFromConfig(config, PRODUCT);
-    const imapPolicy = policyFromConfig(config, PRODUCT);
+    // Both protocols announce a size before the body (LIST, RFC822.SIZE): changed copies keep it.
+    const policy = policyFromConfig(config, PRODUCT, { sameSize: true });
+    const imapPolicy = policyFromConfig(config, PRODUCT, { sameSize: true, addTags: false });
     const cleanIndex = engine.identity
       ? await CleanIndex.open(join(this.opts.stateDir, "imap-clean.idx"), engine.identity).catch((e) => {
         log.warn("the index of clean IMAP messages cannot be used: every message will be scanned", { error: e });

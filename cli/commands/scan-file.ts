@@ -54,7 +54,7 @@ export async function prepareScan(args: ScanFlags, inputs: string[]): Promise<Sc
   const { engine, report } = await BuiltinEngine.load(sigDir);
   if (!quiet) for (const line of formatLoadReport(report)) process.stderr.write(`${line}\n`);
   const reporter = new Reporter({ json: Boolean(args.json), quiet, unscannedFails: args.unscanned === "fail" });
-  return { config, engine, limits: config.limits, policy: { ...policyFromConfig(config, PRODUCT), originalKept: "source" }, reporter, cleanTo: args["clean-to"] ?? null, quiet };
+  return { config, engine, limits: config.limits, policy: policyFromConfig(config, PRODUCT, { originalKept: "source" }), reporter, cleanTo: args["clean-to"] ?? null, quiet };
 }
 
 /** "a.eml", "a-2.eml", … so several inputs with one name do not overwrite each other. */

@@ -3,9 +3,10 @@
 import type { MimePart } from "../mime/types.ts";
 import type { Finding } from "../scan/verdict.ts";
 import { filenameParam } from "./headers.ts";
-import { encodeNotice, partNoticeText, type NoticeItem } from "./notice.ts";
+import { encodeNotice, noticeLines, transferEncodingField, type Detail, type NoticeItem, type NoticeText } from "./notice.ts";
+import { textPlainType } from "./padding.ts";
 import { bytes, concat, type Edit } from "./splice.ts";
-import { describeFinding } from "./describe.ts";
+import { describeFinding, detectionNames } from "./describe.ts";
 
 export interface CleanTarget {
   part: MimePart;
@@ -68,30 +69,30 @@ export function noticeItem(t: CleanTarget): NoticeItem {
     contentType: t.part.contentType,
     partId: t.part.id,
     detections: t.findings.map(describeFinding),
+    names: detectionNames(t.findings, t.findings[0]!.verdict),
   };
 }
 
 /**
- * The edit replacing one part: its kept header fields, then Content-Type text/plain utf-8, an
- * inline disposition named "<original>.removed.txt" (so the client shows the notice where the
- * attachment was and the name still says which file it was), and the notice body.
+ * The edit replacing one part by its notice (text, see partNotice): its kept header fields, then
+ * Content-Type text/plain utf-8, an inline disposition named "<original>.removed.txt" (so the
+ * client shows the notice where the attachment was and the name still says which file it was),
+ * and the notice body. From detail "stripped" on, only the Content-Type is left. slack: see
+ * textPlainType.
  */
-export function replacePartEdit(raw: Uint8Array, t: CleanTarget, eol: string, keptNote: string | null): Edit {
+export function replacePartEdit(raw: Uint8Array, t: CleanTarget, eol: string, text: NoticeText, detail: Detail, slack = 0): Edit {
   const { part } = t;
+  const stripped = detail === "stripped" || detail === "minimal";
   const chunks: Uint8Array[] = [];
-  for (const f of part.headers) {
+  for (const f of stripped ? [] : part.headers) {
     if (DROPPED.has(f.name.toLowerCase())) continue;
     const field = raw.subarray(f.start, f.end);
     chunks.push(field);
     if (field[field.length - 1] !== 0x0a) chunks.push(bytes(eol));
   }
-  const body = encodeNotice(partNoticeText(noticeItem(t), keptNote), eol);
+  const body = encodeNotice(noticeLines(text, detail), eol);
   const name = part.filename ? `${part.filename}.removed.txt` : "removed.txt";
-  chunks.push(
-    bytes(
-      `Content-Type: text/plain; charset=utf-8${eol}Content-Transfer-Encoding: ${body.transferEncoding}${eol}` +
-        `Content-Disposition: inline; ${filenameParam(name)}${eol}${eol}${body.body}`,
-    ),
-  );
+  const disposition = stripped ? "" : `Content-Disposition: inline; ${filenameParam(name)}${eol}`;
+  chunks.push(bytes(`${textPlainType(slack, eol)}${transferEncodingField(body, detail, eol)}${disposition}${eol}${body.body}`));
   return { start: part.start, end: part.bodyEnd, bytes: concat(chunks) };
 }

@@ -41,14 +41,15 @@ export function subjectTagEdit(raw: Uint8Array, field: HeaderField, tag: string)
 export interface StatusHeaders {
   /** X-Virus-Status value, e.g. "Infected (Eicar-Test-Signature)". */
   status: string;
-  product: string;
+  /** For X-Virus-Scanned; null leaves that field out (a copy cut to keep its size). */
+  product: string | null;
   /** Already header-safe tag to prefix the Subject with; "" for none. */
   subjectTag: string;
 }
 
 /** Edits that remove upstream X-Virus-* fields, add ours at the top and tag the subject. */
 export function statusEdits(raw: Uint8Array, root: MimePart, eol: string, h: StatusHeaders): Edit[] {
-  let top = `X-Virus-Status: ${encodeHeaderText(h.status)}${eol}X-Virus-Scanned: ${encodeHeaderText(h.product)}${eol}`;
+  let top = `X-Virus-Status: ${encodeHeaderText(h.status)}${eol}` + (h.product !== null ? `X-Virus-Scanned: ${encodeHeaderText(h.product)}${eol}` : "");
   const edits: Edit[] = [];
   for (const f of root.headers) if (isVirusHeader(f)) edits.push({ start: f.start, end: f.end, bytes: new Uint8Array() });
   if (h.subjectTag) {

@@ -4,12 +4,14 @@
 import { walkParts } from "../mime/parse.ts";
 import type { MimePart } from "../mime/types.ts";
 import type { ScanResult } from "../scan/verdict.ts";
-import { cleanTargets, noticeItem, replacePartEdit } from "./clean.ts";
+import { cleanTargets, noticeItem, replacePartEdit, type CleanTarget } from "./clean.ts";
 import { detectionNames, describeFinding } from "./describe.ts";
+import { cutMessage, fitDrafts, type Draft } from "./fit.ts";
 import { encodeHeaderText, safeText, statusEdits } from "./headers.ts";
-import { noticeMessage } from "./notice.ts";
+import { decorated, DETAILS, noticeMessage, partNotice, type Detail, type NoticeText } from "./notice.ts";
+import { NO_PAD } from "./padding.ts";
 import { ORIGINAL_KEPT_NOTE, quarantinesInfected, type ActionPolicy } from "./policy.ts";
-import { lineEnding, splice } from "./splice.ts";
+import { concat, lineEnding, splice, spliceChunks } from "./splice.ts";
 
 export { policyFromConfig, type ActionPolicy } from "./policy.ts";
 
@@ -56,11 +58,11 @@ function unscanned(ctx: Ctx, reason: string, path: string): RewriteOutcome {
     case "tempfail":
       return unchanged(ctx.raw, "tempfail");
     case "delete":
-    case "quarantine":
-      return replace(ctx, status, false, ctx.policy.onUnscanned === "quarantine", [
-        `mailsentry could not scan this message completely (${reason}${path ? ` at ${safeText(path)}` : ""}),`,
-        "so it was withheld as configured.",
-      ]);
+    case "quarantine": {
+      const quarantine = ctx.policy.onUnscanned === "quarantine";
+      const lines = [`mailsentry could not scan this message completely (${reason}${path ? ` at ${safeText(path)}` : ""}),`, "so it was withheld as configured."];
+      return replace(ctx, status, false, quarantine, withheldText(lines, quarantine, ctx.policy, "mailsentry withheld this message (not scanned)."));
+    }
   }
 }
 
@@ -72,7 +74,7 @@ function scanError(ctx: Ctx): RewriteOutcome {
       return unchanged(ctx.raw, "tempfail");
     case "delete":
       // The internal reason (e.g. which clamd failed) stays in the log, never in the client's mail.
-      return replace(ctx, "Error", false, false, ["mailsentry could not scan this message (scanner error), so it was withheld as configured."]);
+      return replace(ctx, "Error", false, false, withheldText(["mailsentry could not scan this message (scanner error), so it was withheld as configured."], false, ctx.policy, "mailsentry withheld this message (scan error)."));
   }
 }
 
@@ -81,6 +83,8 @@ function unchanged(raw: Uint8Array, disposition: RewriteOutcome["disposition"]):
 }
 
 function tag({ raw, tree, policy, eol }: Ctx, status: string, infected: boolean): RewriteOutcome {
+  // Over IMAP a tag would be the only change, and it could not keep the size: deliver as is.
+  if (!policy.addTags) return unchanged(raw, "deliver");
   const edits = statusEdits(raw, tree, eol, { status, product: policy.product, subjectTag: infected ? subjectTag(policy) : "" });
   return { disposition: "deliver", bytes: splice(raw, edits), applied: "tag", quarantine: false, removed: [] };
 }
@@ -90,41 +94,71 @@ function subjectTag(p: ActionPolicy): string {
 }
 
 function infected(ctx: Ctx): RewriteOutcome {
-  const { raw, tree, result, policy, eol } = ctx;
+  const { tree, result, policy } = ctx;
   const names = detectionNames(result.findings, result.verdict);
   const quarantine = quarantinesInfected(policy.action);
   if (policy.action === "ignore") return tag(ctx, `Infected (${names})`, true);
   const targets = policy.action === "clean" || policy.action === "auto-clean" ? cleanTargets(tree, result.findings) : null;
-  if (targets) {
-    const edits = statusEdits(raw, tree, eol, { status: `Cleaned (${names})`, product: policy.product, subjectTag: subjectTag(policy) });
-    const keptNote = quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null;
-    for (const t of targets) edits.push(replacePartEdit(raw, t, eol, keptNote));
-    return {
-      disposition: "deliver",
-      bytes: splice(raw, edits),
-      applied: "clean",
-      quarantine,
-      removed: targets.map((t) => ({ partId: t.part.id, filename: t.part.filename ?? null, detection: noticeItem(t).detections.join("; ") })),
-    };
-  }
   const found = result.findings.filter((f) => f.verdict.kind === "infected");
-  const lines = [
-    "mailsentry removed this message because it contained malware.",
-    "",
-    ...(found.length ? found.map((f) => `Detection: ${safeText(describeFinding(f), 400)}`) : [`Detection: ${safeText(names)}`]),
-  ];
-  return replace(ctx, `Infected (${names})`, true, quarantine, lines);
+  const text: NoticeText = {
+    lead: ["mailsentry removed this message because it contained malware."],
+    extra: [],
+    detections: found.length ? found.map((f) => `Detection: ${safeText(describeFinding(f), 400)}`) : [`Detection: ${safeText(names)}`],
+    names: [`Detection: ${safeText(names)}`],
+    kept: quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null,
+    minimal: "mailsentry removed this message (malware).",
+  };
+  if (targets) {
+    const cleaned = clean(ctx, targets, names, quarantine);
+    // A cleaned copy that cannot keep the size even with one-line notices becomes a notice message.
+    if (cleaned) return cleaned;
+  }
+  return replace(ctx, `Infected (${names})`, true, quarantine, text);
 }
 
-function replace(ctx: Ctx, status: string, infected: boolean, quarantine: boolean, lines: string[]): RewriteOutcome {
+/** The copy with each target replaced in place by its notice; null when sameSize finds no draft that fits. */
+function clean(ctx: Ctx, targets: CleanTarget[], names: string, quarantine: boolean): RewriteOutcome | null {
+  const { raw, tree, policy, eol } = ctx;
+  const keptNote = quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null;
+  const texts = targets.map((t) => partNotice(noticeItem(t), keptNote));
+  const draftAt = (detail: Detail): Draft => (pad) => {
+    const deco = decorated(detail);
+    const edits = statusEdits(raw, tree, eol, {
+      status: `Cleaned (${names})`,
+      product: deco ? policy.product : null,
+      subjectTag: deco ? subjectTag(policy) : "",
+    });
+    // After our X-Virus-* fields (insertions at one offset keep their order); a preamble goes
+    // before the root's first boundary, where every reader skips it (the root is a multipart:
+    // cleanTargets replaces only parts below it).
+    if (pad.field.length) edits.push({ start: tree.start, end: tree.start, bytes: pad.field });
+    if (pad.preamble) edits.push({ start: tree.bodyStart, end: tree.bodyStart, bytes: pad.preamble });
+    targets.forEach((t, i) => edits.push(replacePartEdit(raw, t, eol, texts[i]!, detail, i === 0 ? pad.slack : 0)));
+    return spliceChunks(raw, edits);
+  };
+  const removed = targets.map((t) => ({ partId: t.part.id, filename: t.part.filename ?? null, detection: noticeItem(t).detections.join("; ") }));
+  const out = policy.sameSize ? fitDrafts(DETAILS.map(draftAt), raw.length, eol) : concat(draftAt("full")(NO_PAD));
+  if (!out) return null;
+  return { disposition: "deliver", bytes: out, applied: "clean", quarantine, removed };
+}
+
+function replace(ctx: Ctx, status: string, infected: boolean, quarantine: boolean, text: NoticeText): RewriteOutcome {
   const { raw, tree, result, policy, eol } = ctx;
-  if (quarantine) lines = [...lines, "", ORIGINAL_KEPT_NOTE[policy.originalKept]];
-  const bytes = noticeMessage(raw, tree, eol, { status, product: policy.product, subjectTag: infected ? subjectTag(policy) : "", lines });
+  const n = { status, product: policy.product, subjectTag: infected ? subjectTag(policy) : "", text };
+  const draftAt = (detail: Detail): Draft => (pad) => noticeMessage(raw, tree, eol, n, detail, pad);
+  const bytes = policy.sameSize
+    ? (fitDrafts(DETAILS.map(draftAt), raw.length, eol) ?? cutMessage(raw.length, status, text.minimal, eol))
+    : concat(draftAt("full")(NO_PAD));
   const relevant = result.findings.filter((f) => (infected ? f.verdict.kind === "infected" : f.verdict.kind !== "infected"));
   const removed = relevant.length
     ? relevant.map((f) => ({ partId: f.partId, filename: findFilename(tree, f.partId), detection: describeFinding(f) }))
     : [{ partId: "", filename: null, detection: status }];
   return { disposition: "deliver", bytes, applied: "replace", quarantine, removed };
+}
+
+/** Notice text for a message withheld for a reason other than malware. */
+function withheldText(lines: string[], quarantine: boolean, policy: ActionPolicy, minimal: string): NoticeText {
+  return { lead: lines, extra: [], detections: [], names: [], kept: quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null, minimal };
 }
 
 function findFilename(tree: MimePart, id: string): string | null {

@@ -2,7 +2,8 @@
 // notice message that keeps the original's From, To, Cc, Date, Subject and Message-ID.
 import type { MimePart } from "../mime/types.ts";
 import { encodeHeaderText, safeText, subjectTagEdit } from "./headers.ts";
-import { bytes, concat, splice } from "./splice.ts";
+import { textPlainType, type Pad } from "./padding.ts";
+import { bytes, splice } from "./splice.ts";
 
 /** One removed object as the notice describes it. */
 export interface NoticeItem {
@@ -11,18 +12,73 @@ export interface NoticeItem {
   partId: string;
   /** Detection names and where they were found, e.g. `Eicar-Test-Signature in attachment "a.zip" › x.com`. */
   detections: string[];
+  /** The distinct detection names, e.g. "Eicar-Test-Signature". */
+  names: string;
+}
+
+/** A notice's text in pieces, so that a copy which must keep the original's size can drop some. */
+export interface NoticeText {
+  /** What was removed and why: written at every detail but the smallest. */
+  lead: string[];
+  /** Lines that repeat what the lead says (File:), the first to go. */
+  extra: string[];
+  /** One line per finding, with where it was found. */
+  detections: string[];
+  /** The same, shortened to the detection names. */
+  names: string[];
+  /** Where the original survives, or null when it does not. */
+  kept: string | null;
+  /** ASCII, at most 50 characters: the whole notice when nothing else fits. */
+  minimal: string;
+}
+
+/**
+ * How much of a notice a copy carries, richest first. Each step drops what a reader misses least:
+ * blank lines, File: and the kept note; then where a detection was found; then our X-Virus-Scanned
+ * field and the subject tag (X-Virus-Status stays); then the notice part's other header fields;
+ * then all but one line.
+ */
+export const DETAILS = ["full", "compact", "names", "bare", "stripped", "minimal"] as const;
+export type Detail = (typeof DETAILS)[number];
+
+export function noticeLines(t: NoticeText, detail: Detail): string[] {
+  switch (detail) {
+    case "full": {
+      const details = [...t.extra, ...t.detections];
+      return [...t.lead, ...(details.length ? ["", ...details] : []), ...(t.kept ? ["", t.kept] : [])];
+    }
+    case "compact":
+      return [...t.lead, ...t.detections];
+    case "names":
+    case "bare":
+    case "stripped":
+      return [...t.lead, ...t.names];
+    case "minimal":
+      return [t.minimal];
+  }
+}
+
+/** Whether X-Virus-Scanned and the subject tag are written at this detail. */
+export function decorated(detail: Detail): boolean {
+  return detail === "full" || detail === "compact" || detail === "names";
+}
+
+/** The Content-Transfer-Encoding field, left out when it would say the default (7bit) of a copy cut to fit. */
+export function transferEncodingField(body: EncodedBody, detail: Detail, eol: string): string {
+  return detail !== "full" && body.transferEncoding === "7bit" ? "" : `Content-Transfer-Encoding: ${body.transferEncoding}${eol}`;
 }
 
 /** keptNote: the sentence saying where the original survives, or null when it does not. */
-export function partNoticeText(item: NoticeItem, keptNote: string | null): string[] {
+export function partNotice(item: NoticeItem, keptNote: string | null): NoticeText {
   const what = item.filename ? `the attachment "${safeText(item.filename)}"` : `a ${safeText(item.contentType, 80)} part (section ${item.partId})`;
-  return [
-    `mailsentry removed ${what} from this message because it contained malware.`,
-    "",
-    ...(item.filename ? [`File: ${safeText(item.filename)}`] : []),
-    ...item.detections.map((d) => `Detection: ${safeText(d, 400)}`),
-    ...(keptNote ? ["", keptNote] : []),
-  ];
+  return {
+    lead: [`mailsentry removed ${what} from this message because it contained malware.`],
+    extra: item.filename ? [`File: ${safeText(item.filename)}`] : [],
+    detections: item.detections.map((d) => `Detection: ${safeText(d, 400)}`),
+    names: [`Detection: ${safeText(item.names)}`],
+    kept: keptNote,
+    minimal: "mailsentry removed this part (malware).",
+  };
 }
 
 export interface EncodedBody {
@@ -67,33 +123,45 @@ export interface NoticeMessage {
   product: string;
   /** Header-safe tag for the Subject; "" for none. */
   subjectTag: string;
-  lines: string[];
+  text: NoticeText;
 }
 
-/** A complete message that replaces the original: kept headers, our headers, a text/plain notice. */
-export function noticeMessage(raw: Uint8Array, root: MimePart, eol: string, n: NoticeMessage): Uint8Array {
-  const chunks: Uint8Array[] = [bytes(`X-Virus-Status: ${encodeHeaderText(n.status)}${eol}X-Virus-Scanned: ${encodeHeaderText(n.product)}${eol}`)];
+/** Separates the notice from a long preamble of padding; "=_" cannot occur in quoted-printable text. */
+const NOTICE_BOUNDARY = "=_mailsentry_notice";
+
+/**
+ * A complete message that replaces the original, as chunks: kept headers, our headers, a
+ * text/plain notice; with a preamble to pad, a multipart/mixed holding that one text part.
+ * No Date field is invented when the original has none: the notice must be the same bytes at
+ * every download and after a restart, and readers show the arrival date instead.
+ */
+export function noticeMessage(raw: Uint8Array, root: MimePart, eol: string, n: NoticeMessage, detail: Detail, pad: Pad): Uint8Array[] {
+  const deco = decorated(detail);
+  const ours = `X-Virus-Status: ${encodeHeaderText(n.status)}${eol}` + (deco ? `X-Virus-Scanned: ${encodeHeaderText(n.product)}${eol}` : "");
+  const chunks: Uint8Array[] = [bytes(ours), pad.field];
+  const tag = deco ? n.subjectTag : "";
   const seen = new Set<string>();
   for (const f of root.headers) {
     const name = f.name.toLowerCase();
     if (!KEPT.includes(name) || seen.has(name)) continue;
     seen.add(name);
     let field = raw.subarray(f.start, f.end);
-    if (name === "subject" && n.subjectTag) {
-      const e = subjectTagEdit(raw, f, n.subjectTag);
+    if (name === "subject" && tag) {
+      const e = subjectTagEdit(raw, f, tag);
       if (e) field = splice(field, [{ start: e.start - f.start, end: e.end - f.start, bytes: e.bytes }]);
     }
     chunks.push(field);
     if (field[field.length - 1] !== 0x0a) chunks.push(bytes(eol));
   }
-  if (!seen.has("subject") && n.subjectTag) chunks.push(bytes(`Subject: ${n.subjectTag}${eol}`));
-  if (!seen.has("date")) chunks.push(bytes(`Date: ${new Date().toUTCString().replace("GMT", "+0000")}${eol}`));
-  const body = encodeNotice(n.lines, eol);
-  chunks.push(
-    bytes(
-      `MIME-Version: 1.0${eol}Content-Type: text/plain; charset=utf-8${eol}` +
-        `Content-Transfer-Encoding: ${body.transferEncoding}${eol}${eol}${body.body}`,
-    ),
-  );
-  return concat(chunks);
+  if (!seen.has("subject") && tag) chunks.push(bytes(`Subject: ${tag}${eol}`));
+  const body = encodeNotice(noticeLines(n.text, detail), eol);
+  const part = `${textPlainType(pad.slack, eol)}${transferEncodingField(body, detail, eol)}${eol}${body.body}`;
+  const mime = detail === "minimal" && body.transferEncoding === "7bit" ? "" : `MIME-Version: 1.0${eol}`;
+  if (!pad.preamble) {
+    chunks.push(bytes(mime + part));
+    return chunks;
+  }
+  chunks.push(bytes(`MIME-Version: 1.0${eol}Content-Type: multipart/mixed; boundary="${NOTICE_BOUNDARY}"${eol}${eol}`), pad.preamble);
+  chunks.push(bytes(`--${NOTICE_BOUNDARY}${eol}${part}--${NOTICE_BOUNDARY}--${eol}`));
+  return chunks;
 }

@@ -15,6 +15,19 @@ export interface ActionPolicy {
    * proxy keeps it in quarantine; the CLI never modifies its input, so the original stays there.
    */
   originalKept: "quarantine" | "source";
+  /**
+   * A cleaned copy or notice message has exactly the original's octet count (padded, or cut to fit
+   * when the original is tiny): the proxy has announced that size before the body (POP3 LIST,
+   * IMAP RFC822.SIZE and chunked fetches), and clients throw away or truncate a body that
+   * disagrees. The CLI writes files nobody announced, so it keeps copies unpadded.
+   */
+  sameSize: boolean;
+  /**
+   * Whether header-only verdict tags (tagClean, the unscanned and error tags, an ignored
+   * detection) are written. IMAP turns them off: a message that is otherwise delivered unchanged
+   * must keep its size and every byte, and there is no room to pad a copy that only grows.
+   */
+  addTags: boolean;
 }
 
 /** The notice's closing sentence for each place the original is kept. */
@@ -23,7 +36,8 @@ export const ORIGINAL_KEPT_NOTE: Record<ActionPolicy["originalKept"], string> = 
   source: "The original message is unchanged in the scanned file.",
 };
 
-export function policyFromConfig(c: Config, product: string): ActionPolicy {
+/** The policy of a configuration; over lets a protocol or command set what is its own (sameSize, addTags, originalKept). */
+export function policyFromConfig(c: Config, product: string, over: Partial<Pick<ActionPolicy, "sameSize" | "addTags" | "originalKept">> = {}): ActionPolicy {
   return {
     action: c.action,
     onUnscanned: c.onUnscanned,
@@ -32,6 +46,9 @@ export function policyFromConfig(c: Config, product: string): ActionPolicy {
     subjectTag: c.subjectTag,
     product,
     originalKept: "quarantine",
+    sameSize: false,
+    addTags: true,
+    ...over,
   };
 }
 

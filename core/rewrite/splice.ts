@@ -11,22 +11,32 @@ export interface Edit {
 /** Applies non-overlapping edits (any order; insertions at one offset keep their given order). */
 export function splice(raw: Uint8Array, edits: readonly Edit[]): Uint8Array {
   if (edits.length === 0) return raw;
+  return concat(spliceChunks(raw, edits));
+}
+
+/**
+ * The edited message as a list of chunks: views into raw between the edits, the edits' bytes in
+ * between. Nothing is copied, so a caller can measure a candidate rewrite before building it.
+ */
+export function spliceChunks(raw: Uint8Array, edits: readonly Edit[]): Uint8Array[] {
   const sorted = edits.map((e, i) => ({ e, i })).sort((a, b) => a.e.start - b.e.start || a.e.end - b.e.end || a.i - b.i);
-  let total = raw.length;
-  for (const { e } of sorted) total += e.bytes.length - (e.end - e.start);
-  const out = new Uint8Array(total);
+  const out: Uint8Array[] = [];
   let pos = 0;
-  let at = 0;
   for (const { e } of sorted) {
     if (e.start < pos || e.end < e.start || e.end > raw.length) throw new RangeError(`bad edit [${e.start}, ${e.end}) after ${pos}`);
-    out.set(raw.subarray(pos, e.start), at);
-    at += e.start - pos;
-    out.set(e.bytes, at);
-    at += e.bytes.length;
+    if (e.start > pos) out.push(raw.subarray(pos, e.start));
+    if (e.bytes.length > 0) out.push(e.bytes);
     pos = e.end;
   }
-  out.set(raw.subarray(pos), at);
+  if (pos < raw.length) out.push(raw.subarray(pos));
   return out;
+}
+
+/** Total length of a list of chunks. */
+export function chunksLength(chunks: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  return n;
 }
 
 /** The line ending the message uses, judged by the first line break in [from, to); CRLF when there is none. */
@@ -42,9 +52,7 @@ export function bytes(s: string): Uint8Array {
 }
 
 export function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  const out = new Uint8Array(n);
+  const out = new Uint8Array(chunksLength(chunks));
   let at = 0;
   for (const c of chunks) {
     out.set(c, at);

@@ -81,9 +81,14 @@ describe("POP3 relay", () => {
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
     await using c = await TestClient.connect(proxy.ports.pop3);
     await login(c, mock);
+    c.send("LIST 1");
+    const listed = Number((await c.line()).split(" ")[2]);
+    expect(listed).toBe(Buffer.byteLength(infectedMessage()));
     c.send("RETR 1");
     const retr = await c.multi();
     expect(retr.status).toStartWith("+OK");
+    // The cleaned copy keeps the size LIST announced (clients compare the two).
+    expect(unstuff(retr.body).length).toBe(listed);
     const delivered = unstuff(retr.body).toString("latin1");
     expect(delivered).not.toContain(Buffer.from(eicar()).toString("base64"));
     expect(delivered).toContain("Subject:");
@@ -115,6 +120,7 @@ describe("POP3 relay", () => {
     expect(delivered).toContain("Subject:");
     expect(delivered).not.toContain("Please see attached.");
     expect(retr.status).toBe(`+OK ${unstuff(retr.body).length} octets`);
+    expect(unstuff(retr.body).length).toBe(Buffer.byteLength(infectedMessage()));
     expect((await readdir(proxy.quarantineDir)).filter((f) => f.endsWith(".eml"))).toHaveLength(1);
     mock.stop();
   });

@@ -310,5 +310,8 @@ test("policyFromConfig copies the action settings and the product", () => {
     subjectTag: "[V]",
     product: "p 1",
     originalKept: "quarantine",
+    sameSize: false,
+    addTags: true,
   });
+  expect(policyFromConfig(DEFAULT_CONFIG, "p", { sameSize: true, addTags: false })).toMatchObject({ sameSize: true, addTags: false });
 });
