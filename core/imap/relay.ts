@@ -435,7 +435,7 @@ export class ImapRelay {
       }
       // Part of a message the proxy has no copy of (no mailbox selected, unsolicited): judged alone,
       // like POP3's TOP: an infected part is withheld, never cleaned into something that looks whole.
-      const out = await this.o.filter(it.literal!, { msg: this.describe(uid, r.seq), partial: true, log: this.o.log });
+      const out = await this.o.filter(it.literal!, { msg: this.describe(uid, r.seq), partial: true, log: this.o.log.child({ mailbox: this.selected?.mailbox, uid }) });
       if (out.kind === "refuse") { it.replacement = [latin1Bytes(`${it.name} NIL`)]; if (f) f.withheld = true; }
       if (out.detected) this.o.stats.detections++;
     }

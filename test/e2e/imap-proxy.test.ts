@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
-import { startProxy, type StartedProxy } from "../helpers/proxy.ts";
+import { logObjects, startProxy, type StartedProxy } from "../helpers/proxy.ts";
 import { bodiesOf, have, imaplib, imaplibIdle, type ImapConnect } from "../helpers/imap-clients.ts";
 import { EICAR_TEXT } from "../helpers/eicar.ts";
 import { attachment, leaf, message, multipart } from "../helpers/messages.ts";
@@ -52,10 +52,6 @@ describe.skipIf(!have("dovecot") || !have("python3"))("IMAP proxy in front of Do
     await dc?.stop();
   });
 
-
-
-
-
   test("whole fetches of clean mail are byte-identical; capabilities hide COMPRESS", async () => {
     const r = await imaplib({ ...conn(), uids: [1, 2] }, "whole");
     const got = bodiesOf(r);
@@ -65,12 +61,22 @@ describe.skipIf(!have("dovecot") || !have("python3"))("IMAP proxy in front of Do
     expect(r.capabilities.some((c) => /^COMPRESS=/i.test(c))).toBe(false);
   });
 
-  test("an infected message is never served with its payload", async () => {
-    const r = await imaplib({ ...conn("starttls"), uids: [3] }, "whole");
-    const m = r.messages[0]!;
-    const body = m.items["BODY[]"];
-    if (body) expect(hasEicar(body)).toBe(false);
-    else expect(m.error ?? "").toContain("UNAVAILABLE");
+  test("an infected message is served as one cleaned copy of its own size, whole or in chunks; the log names mailbox and UID", async () => {
+    const whole = (await imaplib({ ...conn("starttls"), uids: [3] }, "whole")).messages[0]!;
+    const body = whole.items["BODY[]"]!;
+    expect(hasEicar(body)).toBe(false);
+    expect(body.length).toBe(infected.length);
+    expect(whole.size).toBe(infected.length);
+    const chunked = (await imaplib({ ...conn(), uids: [3] }, "chunked")).messages[0]!;
+    expect(Buffer.from(chunked.items["BODY[]"]!).equals(Buffer.from(body))).toBe(true);
+    // Section numbers stay: part 3 is still the text after the attachment.
+    expect(parseMessage(body).children.map((p) => p.contentType)).toEqual(["text/plain", "text/plain", "text/plain"]);
+    const files = (await readdir(proxy.quarantineDir)).filter((f) => f.endsWith(".eml"));
+    expect(files.length).toBeGreaterThanOrEqual(1);
+    const detection = logObjects(proxy.logs).find((l) => l.msg === "detection");
+    expect(detection).toMatchObject({ mailbox: "INBOX", uid: 3, action: "clean" });
+    expect(String(detection!.verdict)).toContain("Eicar");
+    expect(files.map((f) => f.replace(/\.eml$/, ""))).toContain(String(detection!.quarantine));
   });
 
   test("clean messages stay byte-identical in chunks and parts", async () => {
