@@ -253,13 +253,16 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
       const text = dec(cleaned);
       expect(hasEicar(cleaned)).toBe(false);
       expect(text).toMatch(/^X-Virus-Status: Cleaned \(Eicar-Test-Signature\)\r$/m);
-      expect(text).toContain("File: invoice.com\r\n");
+      expect(text).toContain('removed the attachment "invoice.com"');
       expect(text).toMatch(/Detection: Eicar/);
+      // Exactly the size LIST announced: the copy is padded or its notice shortened to fit.
+      expect(cleaned.length).toBe(infected.length);
       // Everything before the infected part (headers, the text part) is the original, byte for byte,
-      // below the two added header lines; the notice part follows and the multipart closes as before.
+      // below the added header lines (status, scanner, padding); the notice part follows and the
+      // multipart closes as before.
       const original = dec(infected);
       const cut = original.indexOf("--INF\r\nContent-Type: application/octet-stream");
-      const added = /^X-Virus-Status: [^\r\n]*\r\nX-Virus-Scanned: [^\r\n]*\r\n/.exec(text)?.[0] ?? "";
+      const added = /^X-Virus-Status: [^\r\n]*\r\n(X-Virus-Scanned: [^\r\n]*\r\n)?(X-Mailsentry-Padding: [^\r\n]*\r\n( [^\r\n]*\r\n)*)?/.exec(text)?.[0] ?? "";
       expect(added).not.toBe("");
       expect(text.slice(added.length, added.length + cut + 7)).toBe(original.slice(0, cut + 7));
       expect(text).toContain(`--INF\r\n${INFECTED_TEXT_PART}--INF\r\nContent-Type: text/plain`);

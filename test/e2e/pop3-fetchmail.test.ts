@@ -65,7 +65,7 @@ describe.skipIf(!have("dovecot") || !have("fetchmail"))("fetchmail through the p
     expect(cleaned).not.toContain(EICAR_TEXT);
     expect(cleaned.replace(/\n/g, "")).not.toContain(EICAR_B64);
     expect(cleaned).toMatch(/^X-Virus-Status: Cleaned \(Eicar-Test-Signature\)$/m);
-    expect(cleaned).toContain("File: payload.com\n");
+    expect(cleaned).toContain('removed the attachment "payload.com"');
     expect(cleaned).toMatch(/^Detection: Eicar-Test-Signature/m);
     expect(cleaned).toContain("Please find the invoice attached.\n.dotted line\n");
     expect((await dc.maildirMessages("frank")).length).toBe(corpus.length + 1);
@@ -87,7 +87,7 @@ describe.skipIf(!have("dovecot") || !have("fetchmail"))("fetchmail through the p
     expect(got.length).toBe(3);
     expect(got[0]!).toEndWith(asLf(corpus[0]!.bytes));
     expect(got[1]!).not.toContain(EICAR_TEXT);
-    expect(got[1]!).toContain("File: payload.com\n");
+    expect(got[1]!).toContain('removed the attachment "payload.com"');
     expect(got[2]!).toEndWith(asLf(corpus[1]!.bytes));
     expect(await dc.maildirMessages("grace")).toEqual([]);
     const q = await new QuarantineStore(proxy.quarantineDir).list();
