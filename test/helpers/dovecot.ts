@@ -37,6 +37,11 @@ export interface DovecotOptions {
    * alice, so a client's handling of such a name can be checked against Dovecot directly.
    */
   routedNames?: boolean;
+  /**
+   * Processes per service (default_process_limit; default 1200). Every session is one mail process,
+   * and a TLS session keeps its login process too: load tests with more sessions raise it.
+   */
+  processLimit?: number;
 }
 
 /**
@@ -109,7 +114,7 @@ default_login_user = ${acct.login}
 mail_location = maildir:~/Maildir
 pop3_uidl_format = %08Xu%08Xv
 # Room for the 500-session benchmark: one pop3 process per session, all one user from 127.0.0.1.
-default_process_limit = 1200
+default_process_limit = ${opts.processLimit ?? 1200}
 default_client_limit = 5000
 mail_max_userip_connections = 2000
 # IDLE notices new files through inotify; the interval is the fallback where inotify is missing.
