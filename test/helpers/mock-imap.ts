@@ -1,6 +1,7 @@
 // A scripted IMAP server for tests: one INBOX, LOGIN / AUTHENTICATE PLAIN, STARTTLS or implicit TLS, FETCH
-// answered in Dovecot's item order, and faults a real server will not produce on demand (cut or lying
-// literals, unsolicited FETCH, bytes after the STARTTLS OK, PREAUTH, no greeting, a 1 GB literal).
+// answered in Dovecot's item order (ENVELOPE with Dovecot's literal choice too), and faults a real server
+// will not produce on demand (cut or lying literals, unsolicited FETCH, bytes after the STARTTLS OK,
+// PREAUTH, no greeting, a 1 GB literal, an ENVELOPE cut inside its literal).
 // Written independently of core/imap so the two check each other.
 import type { Socket, TCPSocketListener } from "bun";
 
@@ -33,6 +34,11 @@ export interface MockImapFaults {
   hugeLiteral?: { uid: number; size: number };
   /** An unsolicited FLAGS FETCH for another message after the first response of every FETCH. */
   unsolicitedFetchDuring?: "FETCH";
+  /**
+   * The ENVELOPE of this message is cut `after` bytes into its first literal (a value with 8-bit bytes,
+   * as Dovecot sends it), or into its text when it has none; then the connection closes.
+   */
+  cutEnvelope?: { uid: number; after: number };
 }
 
 export interface MockImapOptions {
@@ -224,6 +230,43 @@ function computedBodyStructure(m: Message): string {
   return `(${parts.join("")} "${subtype.toLowerCase()}" ("boundary" "${boundary}") NIL NIL NIL)`;
 }
 
+/** Dovecot's nstring choice (imap-quote.c): NIL, "quoted", or a literal for 8-bit, CR/LF, NUL or many quoted-specials. */
+function nstring(v: string | undefined): string | Uint8Array {
+  if (v === undefined) return "NIL";
+  const specials = v.match(/["\\]/g)?.length ?? 0;
+  if (/[^\x01-\x09\x0b\x0c\x0e-\x7f]/.test(v) || specials > 3) return Buffer.from(v, "latin1");
+  return `"${v.replace(/["\\]/g, "\\$&")}"`;
+}
+
+/** Addresses of a header value ("Name <local@host>, local@host") as an ENVELOPE address list. */
+function addressList(v: string | undefined): (string | Uint8Array)[] {
+  if (v === undefined || !v.trim()) return ["NIL"];
+  const out: (string | Uint8Array)[] = ["("];
+  for (const raw of v.split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/)) {
+    const a = /^\s*(?:(.*?)\s*<([^>]*)>|([^\s<>]+))\s*$/.exec(raw);
+    if (!a) continue;
+    const name = a[1]?.replace(/^"|"$/g, "") || undefined;
+    const [local = "", host = ""] = (a[2] ?? a[3] ?? "").split("@");
+    out.push("(", nstring(name), " NIL ", nstring(local), " ", nstring(host), ")");
+  }
+  out.push(")");
+  return out;
+}
+
+/** ENVELOPE (RFC 3501 §7.4.2) as text pieces and literal values, in order. */
+function envelopeParts(m: Message): (string | Uint8Array)[] {
+  const fields = headerFields(m.content);
+  const get = (n: string) => {
+    const f = fields.find((x) => fieldName(x) === n);
+    return f === undefined ? undefined : f.slice(f.indexOf(":") + 1).replace(/\r?\n[ \t]/g, " ").trim();
+  };
+  const from = get("from");
+  const parts: (string | Uint8Array)[] = ["(", nstring(get("date")), " ", nstring(get("subject")), " "];
+  for (const [i, v] of [from, get("sender") ?? from, get("reply-to") ?? from, get("to"), get("cc"), get("bcc")].entries()) parts.push(...(i ? [" "] : []), ...addressList(v));
+  parts.push(" ", nstring(get("in-reply-to")), " ", nstring(get("message-id")), ")");
+  return parts;
+}
+
 // ---- command arguments: a cursor over the command text (literals inline, latin1: byte = char) ----
 
 /** A protocol refusal: the tagged reply the command gets. */
@@ -271,7 +314,7 @@ class Args {
 // ---- FETCH items, and the order Dovecot answers them in ----
 
 type FetchItem =
-  | { kind: "UID" | "FLAGS" | "RFC822.SIZE" | "INTERNALDATE" | "BODYSTRUCTURE" }
+  | { kind: "UID" | "FLAGS" | "RFC822.SIZE" | "INTERNALDATE" | "BODYSTRUCTURE" | "ENVELOPE" }
   | { kind: "body"; label: string; section: Section; setsSeen: boolean; partial?: [number, number] };
 
 /** Dovecot writes these before any literal; see answerOrder. */
@@ -303,10 +346,12 @@ function parseFetchAtt(a: Args): FetchItem[] {
     return [{ kind: "body", label: `BODY[${spec.toUpperCase()}]`, section, setsSeen: name === "BODY", partial: partial ? [Number(partial[1]), Number(partial[2])] : undefined }];
   }
   switch (name) {
-    case "UID": case "FLAGS": case "RFC822.SIZE": case "INTERNALDATE": case "BODYSTRUCTURE":
+    case "UID": case "FLAGS": case "RFC822.SIZE": case "INTERNALDATE": case "BODYSTRUCTURE": case "ENVELOPE":
       return [{ kind: name }];
     case "FAST":
       return [{ kind: "FLAGS" }, { kind: "INTERNALDATE" }, { kind: "RFC822.SIZE" }];
+    case "ALL":
+      return [{ kind: "FLAGS" }, { kind: "INTERNALDATE" }, { kind: "RFC822.SIZE" }, { kind: "ENVELOPE" }];
     case "RFC822": return [{ kind: "body", label: "RFC822", section: { kind: "all" }, setsSeen: true }];
     // Not in RFC 3501 (Dovecot answers BAD), but old Outlook sends it; Exchange answers it as RFC822.
     case "RFC822.PEEK": return [{ kind: "body", label: "RFC822", section: { kind: "all" }, setsSeen: false }];
@@ -486,6 +531,29 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
       line += first ? "" : " ";
       first = false;
       if (it.kind === "BODYSTRUCTURE") { line += `BODYSTRUCTURE ${m.bodyStructure ?? computedBodyStructure(m)}`; continue; }
+      if (it.kind === "ENVELOPE") {
+        line += "ENVELOPE ";
+        const cut = faults.cutEnvelope?.uid === m.uid ? faults.cutEnvelope.after : null;
+        const parts = envelopeParts(m);
+        const hasLiteral = parts.some((p) => p instanceof Uint8Array);
+        for (const p of parts) {
+          if (typeof p === "string") { line += p; continue; }
+          out.push(text(`${line}{${p.length}}\r\n`));
+          line = "";
+          if (cut !== null) {
+            out.push(p.subarray(0, Math.min(cut, p.length)), END);
+            c.closing = true;
+            return false;
+          }
+          out.push(p);
+        }
+        if (cut !== null && !hasLiteral) {
+          out.push(text(line.slice(0, line.length - parts.join("").length + cut)), END);
+          c.closing = true;
+          return false;
+        }
+        continue;
+      }
       if (it.kind !== "body") continue;
       const src = sectionBytes(m, it.section);
       const size = src instanceof Uint8Array ? src.length : src.size;
