@@ -28,6 +28,9 @@ export class ByteReader {
   private wake: (() => void) | null = null;
   private paused = false;
   private readonly highWater: number;
+  // How far takeLine looked without finding LF: the first `count` chunks (`seen` bytes, starting with
+  // `first`). A long line arriving a few bytes at a time is then scanned once, not once per arrival.
+  private scanned: { first: Uint8Array; count: number; seen: number } | null = null;
 
   constructor(private readonly opts: ByteReaderOptions = {}) {
     this.highWater = opts.highWater ?? 1024 * 1024;
@@ -100,16 +103,23 @@ export class ByteReader {
   }
 
   protected takeLine(maxLength: number): Uint8Array | null {
+    let k = 0;
     let seen = 0;
-    for (let k = 0; k < this.chunks.length; k++) {
+    const s = this.scanned;
+    // Only the front of the buffer is ever taken or replaced, so the same first chunk means the same prefix.
+    if (s && this.chunks[0] === s.first && this.chunks.length >= s.count) { k = s.count; seen = s.seen; }
+    for (; k < this.chunks.length; k++) {
       const c = this.chunks[k]!;
       const nl = c.indexOf(LF);
       if (nl < 0) {
         seen += c.length;
-        if (seen > maxLength) throw new ReadError("line-too-long", `line longer than ${maxLength} bytes`);
+        // A CR at the end of what arrived may be the start of the line's CRLF: it is not part of the line yet.
+        if (seen - (c[c.length - 1] === CR ? 1 : 0) > maxLength) throw tooLong(maxLength);
         continue;
       }
-      if (seen + nl > maxLength + 1) throw new ReadError("line-too-long", `line longer than ${maxLength} bytes`);
+      const prev = this.chunks[k - 1];
+      const cr = nl > 0 ? c[nl - 1] === CR : prev !== undefined && prev[prev.length - 1] === CR;
+      if (seen + nl - (cr ? 1 : 0) > maxLength) throw tooLong(maxLength);
       let line: Uint8Array;
       if (k === 0) line = c.subarray(0, nl + 1); // the common case: no copy
       else {
@@ -121,11 +131,13 @@ export class ByteReader {
       const restOfChunk = c.subarray(nl + 1);
       this.chunks.splice(0, k + 1);
       if (restOfChunk.length) this.chunks.unshift(restOfChunk);
+      this.scanned = null;
       this.size -= line.length;
       this.relieve();
-      const end = line.length >= 2 && line[line.length - 2] === CR ? line.length - 2 : line.length - 1;
+      const end = cr ? line.length - 2 : line.length - 1;
       return line.subarray(0, end);
     }
+    if (this.chunks.length > 0) this.scanned = { first: this.chunks[0]!, count: this.chunks.length, seen };
     if (this.eof) throw this.eof;
     return null;
   }
@@ -150,6 +162,10 @@ export class ByteReader {
   protected relieve(): void {
     if (this.paused && this.size <= this.highWater / 2) { this.paused = false; this.opts.onResume?.(); }
   }
+}
+
+function tooLong(maxLength: number): ReadError {
+  return new ReadError("line-too-long", `line longer than ${maxLength} bytes`);
 }
 
 /** A protocol line as text, byte for byte (true latin1, so latin1Bytes gives the same bytes back). Lines are capped, so this is bounded. */
