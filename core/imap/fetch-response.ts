@@ -150,10 +150,10 @@ export class FetchResponse {
         case "value": {
           const item = this.cur!;
           if (c === "(") { this.state = "list"; this.depth = 0; continue; }
-          const lit = /^~?\{(\d+)\}$/.exec(text.slice(i));
-          if (lit) {
+          const size = announced(text.slice(i));
+          if (size !== null) {
             item.value.push(`${text.slice(i)}\r\n`);
-            this.pending = { size: Number(lit[1]), topLevel: true, item };
+            this.pending = { size, topLevel: true, item };
             this.state = "literal";
             return;
           }
@@ -181,10 +181,10 @@ export class FetchResponse {
               this.depth--;
               if (this.depth === 0) { i++; break; }
             } else if (d === "{" || d === "~") {
-              const lit = /^~?\{(\d+)\}$/.exec(text.slice(i));
-              if (lit) {
+              const size = announced(text.slice(i));
+              if (size !== null) {
                 item.value.push(`${text.slice(start)}\r\n`);
-                this.pending = { size: Number(lit[1]), topLevel: false, item };
+                this.pending = { size, topLevel: false, item };
                 this.state = "literal";
                 return;
               }
@@ -200,6 +200,8 @@ export class FetchResponse {
       }
     }
     if (this.state === "value") throw new FetchSyntaxError("FETCH item without a value");
+    // The reader takes a line ending in an announcement as one ("x{5}" too): bytes it holds back as a literal must not be read as the next line here.
+    if (text.endsWith("}") && /\{\d{1,15}[+-]?\}$/.test(text.slice(-20))) throw new FetchSyntaxError("literal announced where no value can take one");
   }
 }
 
@@ -214,6 +216,18 @@ function nameEnd(s: string, from: number): number {
     else if (bracket === 0 && (c === " " || c === "(" || c === ")")) break;
   }
   return i;
+}
+
+/**
+ * The size of the literal that rest announces (all of rest: the announcement ends its line), or null.
+ * Read as the wire reader reads it (literalAtEnd): what one waits for, the other must wait for too.
+ */
+function announced(rest: string): number | null {
+  const m = /^~?\{(\d+)[+-]?\}$/.exec(rest);
+  if (!m) return null;
+  // The reader takes no literal of more than 15 digits: a response announcing one cannot be followed.
+  if (m[1]!.length > 15) throw new FetchSyntaxError("literal announcement too large");
+  return Number(m[1]);
 }
 
 function quotedEnd(s: string, open: number): number {
