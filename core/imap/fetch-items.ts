@@ -47,7 +47,7 @@ export function classifyItem(text: string): ItemName {
     case "BODYSTRUCTURE":
     case "BODY": return { upper, kind: "structure", section: null, peek: true, partial: null };
   }
-  const base = upper.replace(/[[<].*$/s, "");
+  const base = upper.replace(/[[< ].*$/s, ""); // "PREVIEW (LAZY)" is PREVIEW
   if (CONTENT_ITEMS.has(base)) return { upper, kind: "binary", section: null, peek: true, partial: null };
   return { upper, kind: "meta", section: null, peek: true, partial: null };
 }
@@ -134,8 +134,18 @@ function atomEnd(s: string, from: number): number {
 function splitItems(s: string): string[] | null {
   const out: string[] = [];
   let i = 0;
+  let last = 0;
   while (i < s.length) {
     if (s[i] === " ") { i++; continue; }
+    // A list after an item holds that item's modifiers (RFC 8970 "PREVIEW (LAZY)"): one item, not a parse failure.
+    if (s[i] === "(" && out.length > 0) {
+      const close = matchingParen(s, i);
+      if (close < 0) return null;
+      out[out.length - 1] = s.slice(last, close + 1);
+      i = close + 1;
+      continue;
+    }
+    last = i;
     const end = atomEnd(s, i);
     if (end === i) return null;
     out.push(s.slice(i, end));
