@@ -8,13 +8,14 @@ import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
 import type { MessageFilter } from "../filter.ts";
 import { filterCapabilityCode, filterCapabilityLine } from "./capability.ts";
-import { FetchResponse, isFetchResponse, literalItem, type FetchItem } from "./fetch-response.ts";
+import { FetchResponse, isFetchResponse, literalItem, textItem, type FetchItem } from "./fetch-response.ts";
+import { structureText } from "./bodystructure.ts";
 import { parseFetch, singleNumber, type FetchRequest } from "./fetch-items.ts";
 import type { ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
 import type { CachedMessage, MessageCache, MessageKey } from "./cache.ts";
 import type { CleanIndex } from "./clean-index.ts";
-import { astringBytes, commandHead, latin1Bytes, lineText, segmentText, tokenize, type Segment } from "./wire.ts";
+import { astringBytes, commandHead, latin1Bytes, lineText, quoted, segmentText, tokenize, type Segment } from "./wire.ts";
 import { parseMessage } from "../mime/parse.ts";
 
 export interface RelayStats {
@@ -76,6 +77,8 @@ export class RelayAbort extends Error {
 const STREAM_THRESHOLD = 256 * 1024;
 // Messages fetched whole per command of the proxy's own, so one command's responses stay bounded.
 const PREFETCH_BATCH = 32;
+// Longest literal a FETCH command may carry (a header field name list); longer ones are refused.
+const MAX_INLINE_LITERAL = 4096;
 const CRLF = new Uint8Array([0x0d, 0x0a]);
 const EMPTY = new Uint8Array(0);
 
@@ -126,9 +129,12 @@ export class ImapRelay {
         return this.local(seg, tag, "BAD Already logged in.");
       case "FETCH":
       case "UID FETCH": {
-        const req = seg.literal ? null : parseFetch(rest, verb === "UID FETCH");
-        if (req) return this.fetch(seg, tag, verb, req);
-        break;
+        // A FETCH the proxy cannot read could ask for anything (BINARY of an infected part): refused.
+        const line = seg.literal ? await this.inlineLiterals(seg, tag) : { seg, rest };
+        if (!line) return;
+        const req = parseFetch(line.rest, verb === "UID FETCH");
+        if (req) return this.fetch(line.seg, tag, verb, req);
+        return this.local(null, tag, "BAD FETCH items mailsentry cannot read.");
       }
       case "SELECT":
       case "EXAMINE": {
@@ -144,8 +150,8 @@ export class ImapRelay {
   }
 
   /** A reply of the proxy's own, after whatever is in flight (order is kept). */
-  private async local(seg: Segment, tag: string, response: string): Promise<void> {
-    if (seg.literal) await this.skipClientLiterals(seg);
+  private async local(seg: Segment | null, tag: string, response: string): Promise<void> {
+    if (seg?.literal) await this.skipClientLiterals(seg);
     await this.drained();
     this.write(latin1Bytes(`${tag} ${response}\r\n`));
   }
@@ -183,6 +189,43 @@ export class ImapRelay {
       seg = await clientReader.readSegment(limits.maxClientLine);
     }
     if (onMailbox && mailboxParts.length) onMailbox(Buffer.concat(mailboxParts).toString("latin1"));
+  }
+
+  /**
+   * A command line whose literals (HEADER.FIELDS names sent as {n}) are read here and written as
+   * quoted strings, so the proxy parses the command it relays; the client's synchronizing literals get
+   * the proxy's own "+". null when a literal is too long or cannot be quoted: the command is refused
+   * (a synchronizing one before its bytes are sent, as RFC 9051 §7.5 allows).
+   */
+  private async inlineLiterals(first: Segment, tag: string): Promise<{ seg: Segment; rest: string } | null> {
+    const { clientReader, limits } = this.o;
+    let seg = first;
+    let text = "";
+    let ok = true;
+    while (seg.literal) {
+      const lit = seg.literal;
+      const line = segmentText(seg);
+      text += line.slice(0, line.lastIndexOf(lit.binary ? "~{" : "{"));
+      if (lit.size > MAX_INLINE_LITERAL) ok = false;
+      if (lit.sync && !ok) {
+        await this.local(null, tag, "BAD FETCH with a literal mailsentry cannot pass on.");
+        return null; // the client sends no bytes: its next line is a new command
+      }
+      if (lit.sync) this.write(latin1Bytes("+ Ready for literal data\r\n"));
+      const parts: Uint8Array[] = [];
+      await clientReader.readExact(lit.size, (c) => { if (ok) parts.push(c.slice()); });
+      const value = Buffer.concat(parts).toString("latin1");
+      if (!ok || /[\x00\r\n\x80-\xff]/.test(value)) ok = false;
+      else text += quoted(value);
+      seg = await clientReader.readSegment(limits.maxClientLine);
+    }
+    if (!ok) {
+      await this.local(null, tag, "BAD FETCH with a literal mailsentry cannot pass on; send the names quoted.");
+      return null;
+    }
+    text += segmentText(seg);
+    const head = commandHead(text);
+    return { seg: { text: latin1Bytes(text), literal: null }, rest: head?.rest ?? "" };
   }
 
   private async skipClientLiterals(first: Segment): Promise<void> {
@@ -366,9 +409,12 @@ export class ImapRelay {
           r.feedText(segmentText(seg));
           continue;
         }
-        const body = p.topLevel && (p.item.info.kind === "whole" || p.item.info.kind === "section");
-        const passable = !body || this.o.filter === null || this.knownSafe(r);
-        if (!own && passable && p.size > STREAM_THRESHOLD && r.items.every((it) => it === p.item || it.written || isSettled(it))) {
+        const kind = p.item.info.kind;
+        const body = p.topLevel && (kind === "whole" || kind === "section" || kind === "binary");
+        const passable = !body || this.o.filter === null || (kind !== "binary" && this.knownSafe(r));
+        // Only a top-level literal (a body) can be streamed: one nested in ENVELOPE or BODYSTRUCTURE
+        // belongs to an item that is written whole.
+        if (!own && passable && p.topLevel && p.size > STREAM_THRESHOLD && r.items.every((it) => it === p.item || it.written || isSettled(it))) {
           // Streamed: nothing before it waits for a verdict, and it needs none.
           flushPrefix();
           await server.reader.readExact(p.size, async (c) => {
@@ -411,8 +457,17 @@ export class ImapRelay {
     if (this.o.filter === null) return true;
     const uid = r.number("UID");
     const key = uid !== null ? this.key(uid) : null;
-    for (const it of r.items) {
+    // Whole bodies first: their scan makes the copy that the structure and part items of the same
+    // response are answered from, whatever order the server wrote them in.
+    const items = [...r.items].sort((a, b) => Number(b.info.kind === "whole") - Number(a.info.kind === "whole"));
+    for (const it of items) {
       const kind = it.info.kind;
+      if (kind === "binary" && !it.written) {
+        // Decoded content the proxy did not ask for and does not scan (BINARY is refused): never passed.
+        it.replacement = [latin1Bytes(`${it.name} NIL`)];
+        if (f) f.withheld = true;
+        continue;
+      }
       if (it.written || (kind !== "whole" && kind !== "section" && kind !== "structure")) continue;
       // A body sent as a quoted string (allowed, if rare) is judged like a literal.
       if (kind !== "structure" && it.literal === null) it.literal = quotedValue(it);
@@ -424,9 +479,10 @@ export class ImapRelay {
         if (got === null) { if (f) f.withheld = true; return false; }
         entry = got;
       }
-      // BODYSTRUCTURE of a changed copy still comes from the server (describing the original); computing
-      // it from the served copy is the next step.
-      if (kind === "structure") continue;
+      if (kind === "structure") {
+        if (entry?.changed) this.describeCopy(it, entry);
+        continue;
+      }
       if (entry) {
         if (entry.changed) it.replacement = literalItem(it.name, this.cut(entry.bytes, it, f));
         else if (entry.verdict.startsWith("unscanned") && this.o.onUnscanned !== "deliver") { it.replacement = [latin1Bytes(`${it.name} NIL`)]; if (f) f.withheld = true; }
@@ -440,6 +496,20 @@ export class ImapRelay {
       if (out.detected) this.o.stats.detections++;
     }
     return true;
+  }
+
+  /**
+   * BODYSTRUCTURE / BODY of a changed copy: the server's value with the nodes that no longer fit
+   * (the replaced parts, or all of a notice message) written anew from the copy.
+   */
+  private describeCopy(it: FetchItem, entry: CachedMessage): void {
+    const serverValue = it.value.map((v) => (typeof v === "string" ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("latin1"))).join("");
+    const text = structureText(entry.bytes, parseMessage(entry.bytes), serverValue, it.info.upper === "BODYSTRUCTURE");
+    if (text === null) {
+      this.o.log.warn("server's body structure could not be read; passed on as it is", { item: it.name });
+      return;
+    }
+    it.replacement = textItem(it.name, text);
   }
 
   /** Scans a whole message from its literal; the copy (same size) is cached. null: withheld. */
@@ -471,7 +541,7 @@ export class ImapRelay {
   private async oversize(r: FetchResponse, item: FetchItem, size: number, flushPrefix: () => void, f: InFlight | undefined): Promise<void> {
     const { server, limits, log } = this.o;
     const uid = r.number("UID");
-    if (this.o.onUnscanned === "deliver") {
+    if (this.o.onUnscanned === "deliver" && item.info.kind !== "binary") {
       log.warn("message too large to scan, delivered unscanned", { uid, size, maxMessageSize: limits.maxMessageSize });
       flushPrefix();
       await server.reader.readExact(size, async (c) => {
@@ -534,10 +604,10 @@ function quotedValue(it: FetchItem): Uint8Array | null {
   return latin1Bytes(v.slice(1, -1).replace(/\\(.)/g, "$1"));
 }
 
-/** Items whose value needs no decision (everything but body and structure items). */
+/** Items whose value needs no decision (everything but body, binary and structure items). */
 function isSettled(it: FetchItem): boolean {
   const k = it.info.kind;
-  return k !== "whole" && k !== "section" && k !== "structure";
+  return k !== "whole" && k !== "section" && k !== "structure" && k !== "binary";
 }
 
 /** The mailbox argument of SELECT/EXAMINE (quoted or atom; literals are collected by the caller). */

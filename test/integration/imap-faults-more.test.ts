@@ -462,7 +462,7 @@ describe("a nested literal bigger than the relay's streaming threshold (256 KiB)
   // r.literalStreamed(), which accepts only top-level literals: a big literal inside ENVELOPE or
   // BODYSTRUCTURE (a 300 KiB 8-bit Subject here) is half written, then the client is cut off with
   // "no top-level literal to stream". A healthy server's answer must pass whole.
-  test.todo("an ENVELOPE with a 300 KiB literal Subject passes through whole", async () => {
+  test("an ENVELOPE with a 300 KiB literal Subject passes through whole", async () => {
     const msg = Buffer.from(`From: a@example.test\r\nSubject: ${"\xe9".repeat(300 * 1024)}\r\n\r\nhello\r\n`, "latin1");
     await using mock = await startMockImap({ messages: [msg] });
     await using proxy = await startProxy(plain(mock.port));
