@@ -1,7 +1,8 @@
 // The authenticated-state relay: client commands go upstream as they come (pipelining), and one pump
 // carries the server's responses back in order. Everything passes byte-identical except what carries
 // message content: FETCH body items are answered from the scanned copy (the whole message is fetched
-// and scanned first when a client asks for part of one), capability lists are filtered, and commands
+// and scanned first when a client asks for part of one) and, where the copy differs, so are its
+// structure, envelope and header items; capability lists are filtered, and commands
 // that would carry content past the scanner are refused. A literal cut short upstream closes the client:
 // never a short literal, never a tagged OK for it.
 import type { Channel } from "../net/queue.ts";
@@ -10,6 +11,7 @@ import type { MessageFilter } from "../filter.ts";
 import { filterCapabilityCode, filterCapabilityLine } from "./capability.ts";
 import { FetchResponse, isFetchResponse, literalItem, textItem, type FetchItem } from "./fetch-response.ts";
 import { structureText } from "./bodystructure.ts";
+import { envelopeText } from "./envelope.ts";
 import { parseFetch, singleNumber, type FetchRequest } from "./fetch-items.ts";
 import type { ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
@@ -468,10 +470,12 @@ export class ImapRelay {
         if (f) f.withheld = true;
         continue;
       }
-      if (it.written || (kind !== "whole" && kind !== "section" && kind !== "structure")) continue;
+      const envelope = kind === "meta" && it.info.upper === "ENVELOPE";
+      if (it.written || (kind !== "whole" && kind !== "section" && kind !== "structure" && kind !== "header" && !envelope)) continue;
       // A body sent as a quoted string (allowed, if rare) is judged like a literal.
-      if (kind !== "structure" && it.literal === null) it.literal = quotedValue(it);
-      if (kind !== "structure" && it.literal === null) continue; // NIL: nothing to judge
+      const bytesItem = kind !== "structure" && !envelope;
+      if (bytesItem && it.literal === null) it.literal = quotedValue(it);
+      if (bytesItem && it.literal === null) continue; // NIL: nothing to judge
       let entry = key ? this.o.cache.get(key) : undefined;
       if (!entry && key && this.o.cleanIndex?.has({ ...key, size: r.number("RFC822.SIZE") ?? -1 })) entry = CLEAN;
       if (!entry && kind === "whole" && it.literal) {
@@ -481,6 +485,17 @@ export class ImapRelay {
       }
       if (kind === "structure") {
         if (entry?.changed) this.describeCopy(it, entry);
+        continue;
+      }
+      if (envelope) {
+        // A notice message keeps From, To, Cc, Date, Subject and Message-ID, not Reply-To or Sender.
+        if (entry?.changed) it.replacement = textItem(it.name, envelopeText(parseMessage(entry.bytes)));
+        continue;
+      }
+      // Header bytes carry nothing to scan; of a changed copy they are cut from the copy, so a part's
+      // MIME header says what its body now is. A message not scanned yet keeps the server's header.
+      if (kind === "header") {
+        if (entry?.changed) it.replacement = literalItem(it.name, this.cut(entry.bytes, it, f));
         continue;
       }
       if (entry) {

@@ -1,5 +1,6 @@
 // BODYSTRUCTURE, BODY and ENVELOPE against Dovecot as the judge: what the proxy writes for a message
-// is what Dovecot says of the same bytes, for a corpus of awkward messages and for every cleaned copy;
+// is what Dovecot says of the same bytes, for a corpus of awkward messages and for every cleaned copy
+// (header items and ENVELOPE included, once the message is scanned);
 // nodes of parts cleaning left alone keep Dovecot's own text; a structure asked for before the message
 // was scanned already describes the copy; a FETCH that hides its items behind a literal is not a way
 // around the scanner.
@@ -241,6 +242,7 @@ describe.skipIf(!have("dovecot") || !have("python3"))("body structure of served 
     const uids = `${firstInfected}:${firstInfected + infected.length - 1}`;
     // Structure first, as K-9 and FairEmail sync: the proxy scans the messages before it answers.
     const structures = await fetchItems(proxy.ports.imap, viaProxy, uids, "(UID BODYSTRUCTURE BODY)");
+    const headers = await fetchItems(proxy.ports.imap, viaProxy, uids, "(UID ENVELOPE BODY.PEEK[HEADER] BODY.PEEK[1.MIME] BODY.PEEK[2.MIME])");
     const copies = await fetchItems(proxy.ports.imap, viaProxy, uids, "(UID BODY.PEEK[])");
     const originals = await fetchItems(dc.ports.imap, "alice", uids, "(UID BODYSTRUCTURE)");
     const copyBytes = [...copies.values()].map((m) => valueBytes(m.get("BODY[]")!));
@@ -248,7 +250,7 @@ describe.skipIf(!have("dovecot") || !have("python3"))("body structure of served 
     // Dovecot judges the copies themselves: stored as new messages, their structure is what ours must say.
     await dc.seed("alice", copyBytes);
     const firstCopy = firstInfected + infected.length;
-    const judged = await fetchItems(dc.ports.imap, "alice", `${firstCopy}:*`, "(UID BODYSTRUCTURE BODY BODY.PEEK[])");
+    const judged = await fetchItems(dc.ports.imap, "alice", `${firstCopy}:*`, "(UID BODYSTRUCTURE BODY BODY.PEEK[] ENVELOPE BODY.PEEK[HEADER] BODY.PEEK[1.MIME] BODY.PEEK[2.MIME])");
     const judgedByBytes = new Map([...judged.values()].map((m) => [Buffer.from(valueBytes(m.get("BODY[]")!)).toString("latin1"), m]));
     for (let i = 0; i < infected.length; i++) {
       const uid = firstInfected + i;
@@ -258,6 +260,11 @@ describe.skipIf(!have("dovecot") || !have("python3"))("body structure of served 
       for (const name of ["BODYSTRUCTURE", "BODY"]) {
         const proxied = structures.get(uid)!.get(name)!;
         expect({ uid, name, v: canonical(proxied.node) }).toEqual({ uid, name, v: canonical(dovecot!.get(name)!.node) });
+      }
+      // Header items and the envelope, once the message is scanned, are the copy's too.
+      for (const name of ["ENVELOPE", "BODY[HEADER]", "BODY[1.MIME]", "BODY[2.MIME]"]) {
+        const proxied = headers.get(uid)!.get(name);
+        expect({ uid, name, v: proxied && canonical(proxied.node) }).toEqual({ uid, name, v: canonical(dovecot!.get(name)!.node) });
       }
       // The structure changed where the infected part was.
       expect(canonical(structures.get(uid)!.get("BODYSTRUCTURE")!.node)).not.toBe(canonical(originals.get(uid)!.get("BODYSTRUCTURE")!.node));
