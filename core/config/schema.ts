@@ -123,7 +123,7 @@ const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners">, Check> = {
   quarantineDir: nullableStr,
   upstreamTls: oneOf("required", "opportunistic", "off"),
   upstreamImplicitTlsPorts: implicitTlsPorts,
-  upstreamCompress: bool,
+  upstreamCompress: (v, key) => (v === "always" ? v : bool(v, key)),
   upstreamCaFile: nullableStr,
   insecureUpstreamHosts: arrayOf(nonEmpty(str)),
   upstreamAllowlist: arrayOf(nonEmpty(str)),

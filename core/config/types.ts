@@ -42,7 +42,8 @@ export interface Config {
   /** Upstream ports that speak TLS from the first byte (POP3S, IMAPS); any other port upgrades with STLS/STARTTLS. */
   upstreamImplicitTlsPorts: { pop3: number[]; imap: number[] };
   /** Compress the upstream IMAP leg with COMPRESS=DEFLATE (RFC 4978) when the server offers it. */
-  upstreamCompress: boolean;
+  /** true: when the server offers it and is not on loopback; "always": on loopback too. */
+  upstreamCompress: boolean | "always";
   /** Extra CA file (PEM) trusted for upstream servers, on top of the system roots and NODE_EXTRA_CA_CERTS. */
   upstreamCaFile: string | null;
   /** Hosts whose upstream certificate is not verified (logged as a warning on every connection). */

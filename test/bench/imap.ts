@@ -4,7 +4,7 @@
 // times, ratios, the proxy's CPU seconds per 100 MB and its peak RSS; exits 1 when a target is missed.
 // Usage: bun test/bench/imap.ts   (MAILSENTRY_BIN selects the compiled binary; BENCH_RUNS, BENCH_MODES
 // e.g. "bun-tls-chunked,imaplib-plain-bulk", BENCH_LOAD=0 skips the load test, BENCH_PROFILE=DIR writes
-// --cpu-prof-md profiles of every proxied run, BENCH_COMPRESS=0|1 sets upstreamCompress)
+// --cpu-prof-md profiles of every proxied run, BENCH_COMPRESS=0|1 sets upstreamCompress false or "always")
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -159,7 +159,7 @@ async function startProxyOnce(dir: string, dc: Dovecot, limits: Record<string, n
     upstreamImplicitTlsPorts: { pop3: [dc.ports.pop3s], imap: [dc.ports.imaps] },
     // "plain" means plain on both legs: no STARTTLS upstream on Dovecot's plain port.
     upstreamTls: "off",
-    ...(process.env.BENCH_COMPRESS ? { upstreamCompress: process.env.BENCH_COMPRESS === "1" } : {}),
+    ...(process.env.BENCH_COMPRESS ? { upstreamCompress: process.env.BENCH_COMPRESS === "1" ? "always" : false } : {}),
     limits,
     logFormat: "json",
     logLevel: "info",
@@ -443,7 +443,7 @@ try {
   }
   const expectBytes = mixed.reduce((n, m) => n + m.length, 0) + big.length;
   console.log(`mailbox: ${mixed.length} mixed messages + one 25 MB message (${(expectBytes / MB).toFixed(0)} MB), as in the POP3 bench; Dovecot ${dc.host}; ` +
-    `upstream COMPRESS=DEFLATE ${process.env.BENCH_COMPRESS === "0" ? "off" : "on (the default when the server offers it)"}; ` +
+    `upstream COMPRESS=DEFLATE ${process.env.BENCH_COMPRESS === "0" ? "off" : process.env.BENCH_COMPRESS === "1" ? "forced (\"always\")" : "as configured by default (offered, but not used to a loopback server)"}; ` +
     `proxy: ${proxyCommand().join(" ")}; ${RUNS} runs per mode, medians; every proxied run on a fresh proxy (nothing known clean yet)`);
 
   // The client-leg CA exists once the proxy has started once; it stays for every later start.

@@ -1,6 +1,7 @@
 // COMPRESS=DEFLATE against a real Dovecot (imap_zlib): an upstream Channel logs in, switches on
 // compression, and fetches a 2 MB text message byte-identical, with far fewer bytes on the wire, in
-// plain IMAP and over implicit TLS. A counting relay in front of Dovecot measures the wire.
+// plain IMAP and over implicit TLS. A counting relay in front of Dovecot measures the wire. Through the
+// proxy, a loopback server is compressed for only when upstreamCompress is "always".
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, connect, type Server } from "node:net";
 import type { Channel, Inbound } from "../../core/net/queue.ts";
@@ -8,6 +9,8 @@ import { connectUpstream } from "../../core/net/upstream.ts";
 import { deflateAvailable, startCompression } from "../../core/net/deflate.ts";
 import { have } from "../helpers/clients.ts";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
+import { logObjects, startProxy } from "../helpers/proxy.ts";
+import { bodiesOf, imaplib } from "../helpers/imap-clients.ts";
 
 const ready = have("dovecot");
 const enc = new TextEncoder();
@@ -139,6 +142,30 @@ describe.skipIf(!ready)("COMPRESS=DEFLATE with Dovecot", () => {
       } finally {
         relay.server.close();
       }
+    });
+  }
+});
+
+// The proxy's own choice: Dovecot on loopback is not worth compressing for (it triples download time),
+// unless the configuration says "always" (a loopback tunnel to a far server). Either way the client
+// gets the same bytes.
+describe.skipIf(!ready || !have("python3"))("upstreamCompress through the proxy", () => {
+  let dc: Dovecot;
+  const message = textMessage(512 * 1024);
+
+  beforeAll(async () => {
+    dc = await startDovecot();
+    await dc.seed("alice", [message]);
+  });
+  afterAll(async () => { await dc?.stop(); });
+
+  for (const setting of [true, "always"] as const) {
+    test(`upstreamCompress ${JSON.stringify(setting)} to a loopback server: ${setting === true ? "not compressed" : "compressed"}, same bytes`, async () => {
+      await using proxy = await startProxy({ allowedUpstreamPorts: [dc.ports.imap], upstreamTls: "off", upstreamCompress: setting }, { env: {} });
+      const r = await imaplib({ host: "127.0.0.1", port: proxy.ports.imap, mode: "plain", user: `alice/127.0.0.1:${dc.ports.imap}`, password: "alice-secret", uids: [1] }, "whole");
+      expect(Buffer.from(bodiesOf(r)[0]!).equals(Buffer.from(message))).toBe(true);
+      const login = logObjects(proxy.logs).find((l) => l.msg === "logged in");
+      expect(login?.upstreamCompress).toBe(setting === "always");
     });
   }
 });
