@@ -17,6 +17,7 @@ import type { ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
 import type { CachedMessage, MessageCache, MessageKey } from "./cache.ts";
 import type { CleanIndex } from "./clean-index.ts";
+import type { ByteBudget } from "../net/budget.ts";
 import { astringBytes, commandHead, latin1Bytes, lineText, quoted, segmentText, tokenize, type Segment } from "./wire.ts";
 import { parseMessage } from "../mime/parse.ts";
 
@@ -34,6 +35,8 @@ export interface RelayOptions {
   filter: MessageFilter | null;
   cache: MessageCache;
   cleanIndex: CleanIndex | null;
+  /** Memory for bodies held whole while they are scanned, shared by all sessions. */
+  holdBudget: ByteBudget;
   limits: { maxMessageSize: number; upstreamReadTimeout: number; maxClientLine: number };
   onUnscanned: "deliver" | "delete" | "quarantine" | "tempfail";
   /** "host:port" and user: the account part of every cache key. */
@@ -309,6 +312,9 @@ export class ImapRelay {
     const { server } = this.o;
     for (;;) {
       if (this.stopped && this.inflight.length === 0) return;
+      // A client that reads slower than the server sends: stop reading the server until it catches up,
+      // so responses wait in the kernel's buffers, not in the proxy's memory.
+      if (this.o.client.out.isFull) await this.o.client.out.room();
       const seg = await server.readSegment(this.inflight.length ? server.limits.upstreamReadTimeout : 0);
       const text = segmentText(seg);
       if (text.startsWith("+")) {
@@ -392,6 +398,16 @@ export class ImapRelay {
   // ---- FETCH responses --------------------------------------------------------------------------
 
   private async fetchResponse(first: Segment, text: string): Promise<void> {
+    const hold = { release: null as (() => void) | null };
+    try {
+      await this.fetchResponseHeld(first, text, hold);
+    } finally {
+      hold.release?.();
+    }
+  }
+
+  /** fetchResponse; hold.release is set once a body to be held whole has its share of the budget. */
+  private async fetchResponseHeld(first: Segment, text: string, hold: { release: (() => void) | null }): Promise<void> {
     const { server, limits } = this.o;
     const f = this.current();
     const own = f?.own;
@@ -432,6 +448,9 @@ export class ImapRelay {
           continue;
         }
         if (!body && p.size > limits.maxMessageSize) throw new RelayAbort(`a ${p.size}-byte literal the proxy cannot relay in order`);
+        // A body to be held whole and scanned waits for its share of the proxy's memory first (the
+        // first one of a response: waiting again while holding could wait on itself).
+        if (body && !passable && !hold.release) hold.release = await this.o.holdBudget.acquire(p.size);
         r.feedLiteral(await server.reader.readBytes(p.size, limits.upstreamReadTimeout));
       }
     } catch (e) {

@@ -17,6 +17,7 @@ import { ImapRelay, type RelayStats } from "./relay.ts";
 import type { ImapServerConn } from "./server.ts";
 import type { MessageCache } from "./cache.ts";
 import type { CleanIndex } from "./clean-index.ts";
+import type { ByteBudget } from "../net/budget.ts";
 import { ImapReader, ReadError, commandHead, latin1Bytes, lineText, segmentText, tokenize, type Segment, type Token } from "./wire.ts";
 
 export interface ImapSessionDeps {
@@ -26,6 +27,8 @@ export interface ImapSessionDeps {
   filter: MessageFilter;
   cache: MessageCache;
   cleanIndex: CleanIndex | null;
+  /** Memory for bodies held whole while they are scanned, shared by all sessions. */
+  holdBudget: ByteBudget;
   /** Certificate for STARTTLS on the client leg; null: not offered. */
   clientTls: TLSOptions | null;
   /** "host:port" of a fixed-upstream listener. */
@@ -369,6 +372,7 @@ export class ImapSession {
       filter: exclusion ? null : this.deps.filter,
       cache: this.deps.cache,
       cleanIndex: this.deps.cleanIndex,
+      holdBudget: this.deps.holdBudget,
       limits: this.deps.config.limits,
       onUnscanned: this.deps.config.onUnscanned,
       account: { server: this.where ?? "?", user },
