@@ -4,6 +4,7 @@
 // keeps the server's text byte for byte; only the nodes that differ are written here, in the form
 // Dovecot writes (raw type and parameter case, charset us-ascii for text without one, an empty text
 // part for a multipart without parts). Envelopes of attached messages come from the server too.
+import { headerValue } from "../mime/parse.ts";
 import type { MimePart } from "../mime/types.ts";
 import { envelopeText } from "./envelope.ts";
 import { canonical, nstringText, parseSexp, type Sexp } from "./sexp.ts";
@@ -113,8 +114,7 @@ function sameValue(ours: string, server: Sexp): boolean {
 
 /** The first field called name, unfolded and trimmed; undefined when absent. */
 function rawHeader(part: MimePart, name: string): string | undefined {
-  for (const h of part.headers) if (h.name.toLowerCase() === name) return h.value.trim();
-  return undefined;
+  return headerValue(part, name)?.trim();
 }
 
 interface RawContentType { type: string; subtype: string; params: [string, string][] }

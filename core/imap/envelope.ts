@@ -1,15 +1,13 @@
 // ENVELOPE (RFC 3501 §7.4.2) of a message the proxy holds, for an attached message/rfc822 part whose
 // envelope the server's own structure does not give. Values stay raw, as servers send them: encoded
 // words are not decoded, display names lose only their quotes; Sender and Reply-To default to From.
+import { headerValue } from "../mime/parse.ts";
 import type { MimePart } from "../mime/types.ts";
 import { nstringText } from "./sexp.ts";
 
 /** The envelope of entity (its header fields), as IMAP text. */
 export function envelopeText(entity: MimePart): string {
-  const field = (name: string): string | undefined => {
-    for (const h of entity.headers) if (h.name.toLowerCase() === name) return h.value.trim();
-    return undefined;
-  };
+  const field = (name: string): string | undefined => headerValue(entity, name)?.trim();
   const from = addressesText(field("from"));
   const fields = [
     nstringText(field("date") || null),

@@ -20,6 +20,7 @@ import type { CleanIndex } from "./clean-index.ts";
 import type { ByteBudget } from "../net/budget.ts";
 import { astringBytes, commandHead, latin1Bytes, lineText, quoted, segmentText, tokenize, type Segment } from "./wire.ts";
 import { parseMessage } from "../mime/parse.ts";
+import type { MimePart } from "../mime/types.ts";
 
 export interface RelayStats {
   messages: number;
@@ -508,7 +509,7 @@ export class ImapRelay {
       }
       if (envelope) {
         // A notice message keeps From, To, Cc, Date, Subject and Message-ID, not Reply-To or Sender.
-        if (entry?.changed) it.replacement = textItem(it.name, envelopeText(parseMessage(entry.bytes)));
+        if (entry?.changed) it.replacement = textItem(it.name, envelopeText(treeOf(entry.bytes)));
         continue;
       }
       // Header bytes carry nothing to scan; of a changed copy they are cut from the copy, so a part's
@@ -538,7 +539,7 @@ export class ImapRelay {
    */
   private describeCopy(it: FetchItem, entry: CachedMessage): void {
     const serverValue = it.value.map((v) => (typeof v === "string" ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("latin1"))).join("");
-    const text = structureText(entry.bytes, parseMessage(entry.bytes), serverValue, it.info.upper === "BODYSTRUCTURE");
+    const text = structureText(entry.bytes, treeOf(entry.bytes), serverValue, it.info.upper === "BODYSTRUCTURE");
     if (text === null) {
       this.o.log.warn("server's body structure could not be read; passed on as it is", { item: it.name });
       return;
@@ -596,7 +597,7 @@ export class ImapRelay {
   /** The bytes a body item asks for, cut from the copy: section, then <origin.length>. */
   private cut(copy: Uint8Array, it: FetchItem, f: InFlight | undefined): Uint8Array {
     const section = it.info.section ?? "";
-    const bytes = sectionBytes(copy, section, parseMessage(copy)) ?? EMPTY;
+    const bytes = sectionBytes(copy, section, treeOf(copy)) ?? EMPTY;
     if (!it.info.partial) return bytes;
     const origin = it.info.partial.origin;
     // The response echoes only the origin; the length is the one the client asked for.
@@ -627,6 +628,15 @@ export class ImapRelay {
   private describe(uid: number | null, seq: number): string {
     return `${this.selected?.mailbox ?? "?"} ${uid !== null ? `UID ${uid}` : `#${seq}`}`;
   }
+}
+
+// The MIME tree of each cached copy, parsed once: a Thunderbird download asks for a copy in 64 KiB
+// chunks, and every chunk, part, structure and header item is cut from the same tree.
+const trees = new WeakMap<Uint8Array, MimePart>();
+function treeOf(copy: Uint8Array): MimePart {
+  let t = trees.get(copy);
+  if (!t) trees.set(copy, (t = parseMessage(copy)));
+  return t;
 }
 
 const CLEAN: CachedMessage = { bytes: EMPTY, changed: false, size: 0, verdict: "clean" };

@@ -300,6 +300,11 @@ describe.skipIf(!have("dovecot") || !have("python3"))("body structure of served 
     // A literal too long to be a field list is refused before the client sends it.
     c.send(`e UID FETCH 1 (BODY.PEEK[HEADER.FIELDS ({100000}`);
     expect(await c.line()).toStartWith("e BAD");
+    // A literal that cannot be written as a quoted string (8-bit) is read and refused, not guessed at.
+    c.sendRaw(new Uint8Array([...Buffer.from("g UID FETCH 1 (BODY.PEEK[HEADER.FIELDS ({2+}\r\n"), 0xc3, 0xa9, ...Buffer.from(")])\r\n")]));
+    const refused = await c.line();
+    expect(refused).toStartWith("g BAD");
+    expect(refused).toContain("mailsentry"); // the proxy's refusal, not the server's
     c.send("f NOOP");
     expect(await c.line()).toStartWith("f OK");
   });

@@ -5,75 +5,14 @@
 // replaced item changes only itself.
 import { describe, expect, test } from "bun:test";
 import { FetchResponse, FetchSyntaxError, isFetchResponse, literalItem } from "../../../core/imap/fetch-response.ts";
+import { cutAt, everySplit as everySplitOf, feed as feedOf, mulberry32, splits as splitsOf, type Mode } from "../../helpers/splits.ts";
 import { ImapReader, ReadError, literalAtEnd, segmentText, type Segment } from "../../../core/imap/wire.ts";
 
-// ---- splits -------------------------------------------------------------------------------------
+// ---- splits: the same stream cut every way (test/helpers/splits.ts) ------------------------------
 
 const SEED = 0x5eed0f37;
-
-/** mulberry32: a small seeded PRNG, so a failing split can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function cutAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let at = 0;
-  for (const c of cuts) { out.push(bytes.subarray(at, c)); at = c; }
-  out.push(bytes.subarray(at));
-  return out;
-}
-
-/** The stream whole, one byte per chunk, then `random` seeded random splits (1 to 64 cuts each). */
-function splits(bytes: Uint8Array, random = 200, byteByByte = true): { label: string; chunks: Uint8Array[] }[] {
-  const out = [{ label: "whole", chunks: [bytes] }];
-  if (byteByByte) out.push({ label: "one byte per chunk", chunks: Array.from(bytes, (_, i) => bytes.subarray(i, i + 1)) });
-  for (let k = 0; k < random; k++) {
-    const seed = (SEED + Math.imul(k, 0x9e3779b9)) >>> 0;
-    const rnd = mulberry32(seed);
-    const n = 1 + Math.floor(rnd() * Math.min(64, bytes.length - 1));
-    const cuts = new Set<number>();
-    for (let i = 0; i < n; i++) cuts.add(1 + Math.floor(rnd() * (bytes.length - 1)));
-    const sorted = [...cuts].sort((a, b) => a - b);
-    out.push({ label: `random split, seed ${seed} (cuts at ${sorted.join(",")})`, chunks: cutAt(bytes, sorted) });
-  }
-  return out;
-}
-
-/** A chunk as a socket hands it over: a view into a bigger buffer (code that ignores byteOffset shows). */
-function asSocketChunk(c: Uint8Array): Uint8Array {
-  const b = new Uint8Array(c.length + 8).fill(0x23);
-  b.set(c, 4);
-  return b.subarray(4, 4 + c.length);
-}
-
-const macrotask = () => new Promise<void>((r) => setImmediate(r));
-type Mode = "buffered" | "trickled";
-
-/** "buffered": all bytes there before reading; "trickled": one chunk per event-loop turn while the reader waits. */
-async function feed<T>(chunks: Uint8Array[], mode: Mode, consume: (r: ImapReader) => Promise<T>): Promise<T> {
-  const reader = new ImapReader({ highWater: Number.POSITIVE_INFINITY });
-  const pieces = chunks.map(asSocketChunk);
-  if (mode === "buffered") {
-    for (const c of pieces) reader.push(c);
-    reader.close();
-    return consume(reader);
-  }
-  const result = consume(reader).then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e }));
-  for (const c of pieces) { await macrotask(); reader.push(c); }
-  await macrotask();
-  reader.close();
-  const r = await result;
-  if (!r.ok) throw r.e;
-  return r.v;
-}
+const splits = (bytes: Uint8Array, random = 200, byteByByte = true) => splitsOf(bytes, SEED, random, byteByByte);
+const feed = <T>(chunks: Uint8Array[], mode: Mode, consume: (r: ImapReader) => Promise<T>) => feedOf(chunks, mode, consume, { highWater: Number.POSITIVE_INFINITY });
 
 // ---- reading responses the way the relay does ---------------------------------------------------
 
@@ -292,17 +231,8 @@ const EXPECTED: Response[] = [
   { line: "a4 OK Logout completed (0.001 + 0.000 secs).", data: null },
 ];
 
-async function everySplit(bytes: Uint8Array, check: (chunks: Uint8Array[], mode: Mode) => Promise<void>, random = 200, byteByByte = true): Promise<void> {
-  for (const s of splits(bytes, random, byteByByte)) {
-    for (const mode of ["buffered", "trickled"] as Mode[]) {
-      try {
-        await check(s.chunks, mode);
-      } catch (e) {
-        throw new Error(`${s.label}, ${mode}: ${(e as Error).message}`);
-      }
-    }
-  }
-}
+const everySplit = (bytes: Uint8Array, check: (chunks: Uint8Array[], mode: Mode) => Promise<void>, random = 200, byteByByte = true) =>
+  everySplitOf(bytes, SEED, check, random, byteByByte);
 
 describe("FETCH responses whatever the cuts", () => {
   test("items, values and literal bytes are what the server sent, and serialize() gives back its exact bytes", async () => {
