@@ -13,9 +13,9 @@ export function filterCapabilities(caps: string[]): string[] {
   return caps.filter((c) => !HIDDEN.some((re) => re.test(c)));
 }
 
-/** What the proxy offers before login: it answers LOGIN and AUTHENTICATE PLAIN itself. */
+/** What the proxy offers before login: it answers LOGIN and AUTHENTICATE PLAIN and LOGIN itself. */
 export function proxyCapabilities(opts: { starttls: boolean }): string[] {
-  return ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE", ...(opts.starttls ? ["STARTTLS"] : []), "AUTH=PLAIN"];
+  return ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE", ...(opts.starttls ? ["STARTTLS"] : []), "AUTH=PLAIN", "AUTH=LOGIN"];
 }
 
 /** The words of a capability list ("IMAP4rev1 IDLE …"). */

@@ -1,5 +1,5 @@
 // One client's IMAP session through the proxy: holds the state, answers the not-authenticated state
-// itself (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE PLAIN, ID, NOOP, LOGOUT), reaches and logs in to
+// itself (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE PLAIN/LOGIN, ID, NOOP, LOGOUT), reaches and logs in to
 // the server named by the login (or the listener's fixed upstream), then hands both legs to the relay.
 // One log line at the end sums the session up.
 import type { TLSOptions } from "bun";
@@ -268,8 +268,9 @@ export class ImapSession {
   }
 
   /** A SASL continuation: sends "+ " and reads the client's answer line; null when the client left. */
-  async saslContinue(): Promise<string | null> {
-    this.send("+ ");
+  /** Sends a SASL challenge (base64, "" for none) and reads the client's response line. */
+  async saslContinue(challenge: string): Promise<string | null> {
+    this.send(`+ ${challenge}`);
     try {
       return lineText(await this.reader.readLine(this.deps.config.limits.maxClientLine));
     } catch {
