@@ -1,4 +1,5 @@
-// A scripted IMAP server for tests: one INBOX, LOGIN / AUTHENTICATE PLAIN, STARTTLS or implicit TLS, FETCH
+// A scripted IMAP server for tests: one INBOX, LOGIN / AUTHENTICATE PLAIN, STARTTLS or implicit TLS, APPEND
+// (MULTIAPPEND, UTF8 (~{n}) where UTF8=ACCEPT is offered — Dovecot 2.3 has neither UTF8 form), FETCH
 // answered in Dovecot's item order (ENVELOPE with Dovecot's literal choice too), and faults a real server
 // will not produce on demand (cut or lying literals, unsolicited FETCH, bytes after the STARTTLS OK,
 // PREAUTH, no greeting, a 1 GB literal, an ENVELOPE cut inside its literal).
@@ -64,6 +65,8 @@ export interface MockImap extends AsyncDisposable {
   commands: string[][];
   /** Connections accepted so far. */
   connections(): number;
+  /** Messages APPENDed to a mailbox so far (INBOX's also join the messages FETCH serves). */
+  appended(mailbox: string): number;
   /** A message's current flags (shared by all connections, like a real store). */
   flags(uid: number): string[];
   /** Sends `* n FETCH (UID u BODY[] {..})` to every connection in IDLE; returns how many it reached. */
@@ -450,6 +453,8 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
   let idleWaiters: (() => void)[] = [];
 
   const messages: Message[] = [];
+  /** Messages appended, per mailbox name as given. */
+  const appendedTo = new Map<string, number>();
   for (const m of o.messages ?? []) {
     const spec: MockImapMessage = typeof m === "string" || m instanceof Uint8Array ? { body: m } : m;
     const body = typeof spec.body === "string" ? text(spec.body) : spec.body;
@@ -703,7 +708,55 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
     SELECT: { states: AUTHED, run: select(false) },
     EXAMINE: { states: AUTHED, run: select(true) },
     NAMESPACE: { states: AUTHED, run: (x) => { x.out.push(text('* NAMESPACE (("" ".")) NIL NIL\r\n')); return "OK Namespace completed."; } },
-    ENABLE: { states: AUTHED, run: (x) => { x.out.push(text("* ENABLED\r\n")); return "OK Enabled."; } },
+    ENABLE: {
+      states: AUTHED,
+      run: (x) => {
+        // Only what the server offers is enabled (RFC 5161); UTF8=ACCEPT when the capabilities name it.
+        const offered = new Set(capsAfter().map((c) => c.toUpperCase()));
+        const asked = x.args.s.slice(x.args.i).trim().split(/\s+/).filter((e) => offered.has(e.toUpperCase()));
+        x.out.push(text(`* ENABLED${asked.map((e) => " " + e).join("")}\r\n`));
+        return "OK Enabled.";
+      },
+    },
+    APPEND: {
+      states: AUTHED,
+      run: (x) => {
+        // APPEND box [flags] [date] literal, or UTF8 (~literal) (RFC 6855), repeated for MULTIAPPEND
+        // (RFC 3502). Messages for INBOX join it; others are counted in appended() and dropped.
+        x.args.sp();
+        const box = x.args.astring();
+        const added: Message[] = [];
+        do {
+          x.args.sp();
+          let flags: string[] = [];
+          if (x.args.peek("(")) {
+            const close = x.args.s.indexOf(")", x.args.i);
+            flags = x.args.s.slice(x.args.i + 1, close).split(" ").filter(Boolean);
+            x.args.i = close + 1;
+            x.args.sp();
+          }
+          if (x.args.peek('"')) { x.args.astring(); x.args.sp(); }
+          let utf8 = false;
+          if (/^UTF8 \(/i.test(x.args.s.slice(x.args.i))) { utf8 = true; x.args.i += 6; }
+          const lit = (utf8 ? /^~\{(\d+)\+?\}\r\n/ : /^\{(\d+)\+?\}\r\n/).exec(x.args.s.slice(x.args.i));
+          if (!lit) throw new Reply("BAD", "Error in IMAP command APPEND: Invalid arguments.");
+          const start = x.args.i + lit[0].length;
+          x.args.i = start + Number(lit[1]);
+          const body = new Uint8Array(Buffer.from(x.args.s.slice(start, x.args.i), "latin1"));
+          if (utf8) {
+            if (!x.args.peek(")")) throw new Reply("BAD", "Error in IMAP command APPEND: Missing ).");
+            x.args.i++;
+          }
+          added.push({ uid: 0, content: bytesContent(body), flags: new Set(flags) });
+        } while (x.args.peek(" "));
+        appendedTo.set(box, (appendedTo.get(box) ?? 0) + added.length);
+        if (box.toUpperCase() !== "INBOX") return "OK Append completed.";
+        const first = (messages.at(-1)?.uid ?? 0) + 1;
+        added.forEach((m, i) => messages.push({ ...m, uid: first + i }));
+        const last = first + added.length - 1;
+        return `OK [APPENDUID ${uidValidity} ${first === last ? first : `${first}:${last}`}] Append completed.`;
+      },
+    },
     COMPRESS: { states: AUTHED, run: () => { throw new Reply("NO", "Compression is not supported."); } },
     IDLE: {
       states: AUTHED,
@@ -846,6 +899,7 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
     port: server.port,
     commands,
     connections: () => commands.length,
+    appended: (mailbox) => appendedTo.get(mailbox) ?? 0,
     flags: (uid) => [...messageByUid(uid).flags],
     pushIdleFetch(uid) {
       const m = messageByUid(uid);
