@@ -197,6 +197,16 @@ export class TestClient {
     }
   }
 
+  /** IMAP: the lines up to and including the reply tagged `tag`. */
+  async untilTagged(tag: string): Promise<string[]> {
+    const lines: string[] = [];
+    for (;;) {
+      const l = await this.line();
+      lines.push(l);
+      if (l.startsWith(`${tag} `)) return lines;
+    }
+  }
+
   /** A multi-line reply: status line, then the body still dot-stuffed, without the terminator line. */
   async multi(): Promise<{ status: string; body: Buffer }> {
     const status = await this.line();

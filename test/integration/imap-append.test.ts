@@ -24,20 +24,11 @@ async function session() {
   const c = await TestClient.connect(proxy.ports.imap);
   await c.line();
   c.send(`l LOGIN "alice/127.0.0.1:${mock.port}" secret`);
-  const login = await until(c, "l");
+  const login = await c.untilTagged("l");
   return {
     mock, c, login,
     async [Symbol.asyncDispose]() { c.close(); await proxy.stop(); mock.stop(); },
   };
-}
-
-async function until(c: TestClient, tag: string): Promise<string[]> {
-  const lines: string[] = [];
-  for (;;) {
-    const l = await c.line();
-    lines.push(l);
-    if (l.startsWith(`${tag} `)) return lines;
-  }
 }
 
 describe("APPEND UTF8 and MULTIAPPEND through the proxy", () => {
@@ -45,47 +36,47 @@ describe("APPEND UTF8 and MULTIAPPEND through the proxy", () => {
     await using s = await session();
     expect(s.login.at(-1)).toContain("UTF8=ACCEPT");
     s.c.send("a ENABLE UTF8=ACCEPT");
-    expect(await until(s.c, "a")).toEqual(["* ENABLED UTF8=ACCEPT", "a OK Enabled."]);
+    expect(await s.c.untilTagged("a")).toEqual(["* ENABLED UTF8=ACCEPT", "a OK Enabled."]);
 
     const syncHead = latin1(`b APPEND INBOX (\\Seen) UTF8 (~{${utf8Message.length}}\r\n`);
     s.c.sendRaw(syncHead);
     expect(await s.c.line()).toBe("+ OK"); // the server's continuation, relayed
     s.c.sendRaw(Buffer.concat([utf8Message, latin1(")\r\n")]));
-    expect(await until(s.c, "b")).toEqual(["b OK [APPENDUID 1 2] Append completed."]);
+    expect(await s.c.untilTagged("b")).toEqual(["b OK [APPENDUID 1 2] Append completed."]);
 
     const nonSync = Buffer.concat([latin1(`c APPEND INBOX UTF8 (~{${binaryMessage.length}+}\r\n`), binaryMessage, latin1(")\r\n")]);
     s.c.sendRaw(nonSync);
-    expect(await until(s.c, "c")).toEqual(["c OK [APPENDUID 1 3] Append completed."]);
+    expect(await s.c.untilTagged("c")).toEqual(["c OK [APPENDUID 1 3] Append completed."]);
 
     const commands = s.mock.commands[0]!;
     expect(latin1(commands.at(-2)!)).toEqual(Buffer.concat([syncHead, utf8Message, latin1(")")]));
     expect(latin1(commands.at(-1)!)).toEqual(nonSync.subarray(0, nonSync.length - 2));
 
     s.c.send("d SELECT INBOX");
-    await until(s.c, "d");
+    await s.c.untilTagged("d");
     s.c.send("e UID FETCH 2 BODY.PEEK[]");
-    const fetched = (await until(s.c, "e")).join("\r\n");
+    const fetched = (await s.c.untilTagged("e")).join("\r\n");
     expect(fetched).toContain(`BODY[] {${utf8Message.length}}\r\n${utf8Message.toString("latin1")})`);
   });
 
   test("MULTIAPPEND of a plain literal, a UTF8 one and an infected one: one command upstream; the infected one is then served cleaned", async () => {
     await using s = await session();
     s.c.send("a ENABLE UTF8=ACCEPT");
-    await until(s.c, "a");
+    await s.c.untilTagged("a");
     const plain = latin1("Subject: plain\r\n\r\nplain\r\n");
     s.c.sendRaw(latin1(`b APPEND INBOX {${plain.length}}\r\n`));
     expect(await s.c.line()).toBe("+ OK");
     s.c.sendRaw(Buffer.concat([plain, latin1(` (\\Draft) UTF8 (~{${utf8Message.length}+}\r\n`), utf8Message, latin1(`) {${infected.length}}\r\n`)]));
     expect(await s.c.line()).toBe("+ OK");
     s.c.sendRaw(Buffer.concat([infected, latin1("\r\n")]));
-    expect(await until(s.c, "b")).toEqual(["b OK [APPENDUID 1 2:4] Append completed."]);
+    expect(await s.c.untilTagged("b")).toEqual(["b OK [APPENDUID 1 2:4] Append completed."]);
     expect(s.mock.appended("INBOX")).toBe(3);
     expect(s.mock.flags(3)).toEqual(["\\Draft"]);
 
     s.c.send("c SELECT INBOX");
-    await until(s.c, "c");
+    await s.c.untilTagged("c");
     s.c.send("d UID FETCH 4 BODY.PEEK[]");
-    const fetched = (await until(s.c, "d")).join("\r\n");
+    const fetched = (await s.c.untilTagged("d")).join("\r\n");
     expect(fetched).toContain(`BODY[] {${infected.length}}`);
     expect(fetched).not.toContain(EICAR_TEXT);
     expect(fetched).toContain("mailsentry removed");

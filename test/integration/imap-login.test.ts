@@ -21,16 +21,6 @@ async function setup() {
   };
 }
 
-/** Lines up to and including the tagged reply. */
-async function until(c: TestClient, tag: string): Promise<string[]> {
-  const lines: string[] = [];
-  for (;;) {
-    const l = await c.line();
-    lines.push(l);
-    if (l.startsWith(`${tag} `)) return lines;
-  }
-}
-
 describe("AUTHENTICATE LOGIN", () => {
   test("is offered before login, beside PLAIN", async () => {
     await using s = await setup();
@@ -45,9 +35,9 @@ describe("AUTHENTICATE LOGIN", () => {
     s.c.send(b64(s.user));
     expect(await s.c.line()).toBe(`+ ${b64("Password:")}`);
     s.c.send(b64(PASSWORD));
-    expect((await until(s.c, "a")).at(-1)).toStartWith("a OK");
+    expect((await s.c.untilTagged("a")).at(-1)).toStartWith("a OK");
     s.c.send("b SELECT INBOX");
-    expect((await until(s.c, "b")).at(-1)).toStartWith("b OK");
+    expect((await s.c.untilTagged("b")).at(-1)).toStartWith("b OK");
     expect(s.mock.connections()).toBe(1);
   });
 
@@ -56,7 +46,7 @@ describe("AUTHENTICATE LOGIN", () => {
     s.c.send(`a AUTHENTICATE LOGIN ${b64(s.user)}`);
     expect(await s.c.line()).toBe(`+ ${b64("Password:")}`);
     s.c.send(b64(PASSWORD));
-    expect((await until(s.c, "a")).at(-1)).toStartWith("a OK");
+    expect((await s.c.untilTagged("a")).at(-1)).toStartWith("a OK");
   });
 
   test("a wrong password is the server's refusal; the session can try again", async () => {
@@ -64,11 +54,11 @@ describe("AUTHENTICATE LOGIN", () => {
     s.c.send(`a AUTHENTICATE LOGIN ${b64(s.user)}`);
     await s.c.line();
     s.c.send(b64("wrong"));
-    expect((await until(s.c, "a")).at(-1)).toMatch(/^a NO /);
+    expect((await s.c.untilTagged("a")).at(-1)).toMatch(/^a NO /);
     s.c.send(`b AUTHENTICATE LOGIN ${b64(s.user)}`);
     await s.c.line();
     s.c.send(b64(PASSWORD));
-    expect((await until(s.c, "b")).at(-1)).toStartWith("b OK");
+    expect((await s.c.untilTagged("b")).at(-1)).toStartWith("b OK");
   });
 
   test("* at either challenge cancels with BAD and reaches no server; a response that is not base64 is refused", async () => {
