@@ -98,6 +98,11 @@ export class Service {
   /** Resolves once stop() has finished. */
   get done(): Promise<void> { return this.stopped.promise; }
   get activeSessions(): number { return this.sessions.size; }
+  /** The IMAP message cache of the current configuration: bytes held, the most ever held, its bound. */
+  get messageCache(): { bytes: number; peakBytes: number; maxBytes: number; entries: number } {
+    const c = this.gen.cache;
+    return { bytes: c.bytes, peakBytes: c.peakBytes, maxBytes: c.maxBytes, entries: c.entries };
+  }
   get config(): Config { return this.gen.config; }
 
   /** First bound port of a protocol (tests and status output). */

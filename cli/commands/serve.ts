@@ -52,7 +52,11 @@ export default defineCommand({
       control = await Control.start(state, {
         stop: () => stop("control socket"),
         reload,
-        status: () => `pid ${process.pid}, ${service?.activeSessions ?? 0} session(s)`,
+        status: () => {
+          const cache = service?.messageCache;
+          const cacheText = cache ? `, message cache ${cache.bytes} of ${cache.maxBytes} bytes (peak ${cache.peakBytes}, ${cache.entries} messages)` : "";
+          return `pid ${process.pid}, ${service?.activeSessions ?? 0} session(s)${cacheText}`;
+        },
       });
     } catch (e) {
       if (e instanceof AlreadyRunning) throw new UsageError(`${e.message}; stop it with \`mailsentry unload\``);

@@ -48,6 +48,7 @@ interface Node {
 export class MessageCache {
   readonly maxBytes: number;
   #bytes = 0;
+  #peakBytes = 0;
   readonly #nodes = new Map<string, Node>();
   /** Most and least recently used ends of the list. */
   #newest: Node | null = null;
@@ -64,6 +65,11 @@ export class MessageCache {
   /** Bytes charged now (message bytes plus CACHE_ENTRY_OVERHEAD each); never above maxBytes. */
   get bytes(): number {
     return this.#bytes;
+  }
+
+  /** The most bytes ever charged at once (what a status report checks against maxBytes). */
+  get peakBytes(): number {
+    return this.#peakBytes;
   }
 
   get entries(): number {
@@ -95,6 +101,7 @@ export class MessageCache {
     this.#nodes.set(k, node);
     this.#pushNewest(node);
     this.#bytes += charge;
+    if (this.#bytes > this.#peakBytes) this.#peakBytes = this.#bytes;
     return true;
   }
 

@@ -77,12 +77,13 @@ describe("MessageCache bound", () => {
     expect(c.bytes).toBe(100 + CACHE_ENTRY_OVERHEAD);
   });
 
-  test("many random puts, gets and deletes: never over the bound, and exactly the LRU model's entries", () => {
+  test("many random puts, gets and deletes: never over the bound, exactly the LRU model's entries, the peak tracked", () => {
     const max = 64 * 1024;
     const c = new MessageCache(max);
     const model: { uid: number; charge: number }[] = []; // oldest first
     let seed = 12345;
     const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    let peak = 0;
     for (let i = 0; i < 20_000; i++) {
       const uid = rand(300);
       const at = model.findIndex((e) => e.uid === uid);
@@ -108,7 +109,13 @@ describe("MessageCache bound", () => {
       expect(c.bytes).toBeLessThanOrEqual(max);
       expect(c.bytes).toBe(model.reduce((s, e) => s + e.charge, 0));
       expect(c.entries).toBe(model.length);
+      peak = Math.max(peak, c.bytes);
+      expect(c.peakBytes).toBe(peak);
     }
+    expect(peak).toBeGreaterThan(max / 2);
+    c.clear();
+    expect(c.bytes).toBe(0);
+    expect(c.peakBytes).toBe(peak); // the most ever held survives a clear: status reports it
   });
 });
 
