@@ -9,35 +9,77 @@ const SP = 0x20;
 const TAB = 0x09;
 const EQ = 0x3d;
 
+// Base64 alphabet value of each byte; both alphabets (RFC 4648 §4 and §5, as Buffer accepts them).
+const B64_JUNK = -1;
+const B64_PAD = -2;
+const B64_VALUE = (() => {
+  const t = new Int8Array(256).fill(B64_JUNK);
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (let i = 0; i < 64; i++) t[alphabet.charCodeAt(i)] = i;
+  t[0x2d] = 62; // "-"
+  t[0x5f] = 63; // "_"
+  t[EQ] = B64_PAD;
+  return t;
+})();
+
 /**
- * Base64 with Buffer's native decoder, which skips whitespace and junk and accepts missing padding.
- * It stops at the first "=", so text after padding (concatenated encodings) is decoded piece by piece.
- * The latin1 string is the one unavoidable copy: the native decoder takes strings only.
+ * Lenient base64 over the bytes themselves: junk and whitespace are skipped, missing padding is
+ * accepted, and an "=" ends a piece (its 2 or 3 leftover characters give 1 or 2 bytes) after which
+ * decoding goes on, so concatenated encodings are all decoded — what Buffer's decoder does piece by
+ * piece. Decoding here, not through a latin1 string and Buffer.from(…, "base64"), saves a copy of
+ * the encoded text the size of the attachment; fresh memory is the dearest part of decoding.
  */
 export function decodeBase64(bytes: Uint8Array): Uint8Array {
-  const b = asBuffer(bytes);
-  const first = b.indexOf(EQ);
-  if (first === -1 || !hasBase64After(b, first)) return Buffer.from(b.toString("latin1"), "base64");
-  const pieces: Buffer[] = [];
-  let pos = 0;
-  while (pos < b.length) {
-    let eq = b.indexOf(EQ, pos);
-    if (eq === -1) eq = b.length;
-    if (eq > pos) pieces.push(Buffer.from(b.toString("latin1", pos, eq), "base64"));
-    pos = eq;
-    while (pos < b.length && b[pos] === EQ) pos++;
+  const b = bytes;
+  const len = b.length;
+  const out = Buffer.allocUnsafe(Math.ceil(len / 4) * 3);
+  const T = B64_VALUE;
+  let o = 0;
+  let acc = 0;
+  let n = 0; // characters in acc
+  let i = 0;
+  while (i < len) {
+    if (n === 0) {
+      // The bulk of a body: four alphabet characters at a time (any junk or "=" makes the OR negative).
+      while (i + 4 <= len) {
+        const c0 = T[b[i]!]!, c1 = T[b[i + 1]!]!, c2 = T[b[i + 2]!]!, c3 = T[b[i + 3]!]!;
+        if ((c0 | c1 | c2 | c3) < 0) break;
+        out[o] = (c0 << 2) | (c1 >> 4);
+        out[o + 1] = ((c1 << 4) | (c2 >> 2)) & 0xff;
+        out[o + 2] = ((c2 << 6) | c3) & 0xff;
+        o += 3;
+        i += 4;
+      }
+      if (i >= len) break;
+    }
+    const v = T[b[i++]!]!;
+    if (v >= 0) {
+      acc = (acc << 6) | v;
+      if (++n === 4) {
+        out[o] = acc >> 16;
+        out[o + 1] = (acc >> 8) & 0xff;
+        out[o + 2] = acc & 0xff;
+        o += 3;
+        acc = 0;
+        n = 0;
+      }
+    } else if (v === B64_PAD) {
+      o = flushBase64(out, o, acc, n);
+      acc = 0;
+      n = 0;
+    }
   }
-  return Buffer.concat(pieces);
+  return out.subarray(0, flushBase64(out, o, acc, n));
 }
 
-function isBase64Char(c: number): boolean {
-  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f;
-}
-
-/** Whether any base64 alphabet byte follows offset i (bounded: padding is near the end normally). */
-function hasBase64After(b: Buffer, i: number): boolean {
-  for (let k = i + 1; k < b.length; k++) if (isBase64Char(b[k]!)) return true;
-  return false;
+/** Writes the bytes a partial group of n characters holds (2 → 1, 3 → 2, 1 → none); returns the new end. */
+function flushBase64(out: Uint8Array, o: number, acc: number, n: number): number {
+  if (n === 2) out[o++] = (acc >> 4) & 0xff;
+  else if (n === 3) {
+    out[o++] = (acc >> 10) & 0xff;
+    out[o++] = (acc >> 2) & 0xff;
+  }
+  return o;
 }
 
 function hexVal(c: number): number {
