@@ -61,6 +61,11 @@ interface InFlight {
   uidValidity?: number;
   /** Messages of this FETCH were withheld (scanner failure): its tagged OK becomes NO. */
   withheld?: boolean;
+  /**
+   * The whole-message ranges of this FETCH are cut from this copy (pinned, so an eviction meanwhile
+   * cannot shorten a chunk); upstream was asked for one byte of each, to keep the response's shape.
+   */
+  copy?: { key: MessageKey; entry: CachedMessage };
   done: PromiseWithResolvers<string>;
   /** A synchronizing literal waits for "+" (go) or the tagged end of its command (stop). */
   literalWait?: PromiseWithResolvers<"go" | "stop">;
@@ -68,7 +73,7 @@ interface InFlight {
 
 type OwnCommand =
   | { kind: "uids"; found: { uid: number; size: number }[] }
-  | { kind: "prefetch" };
+  | { kind: "prefetch"; keepOriginal: boolean };
 
 /** Thrown when the client must be cut off without completing the response in progress. */
 export class RelayAbort extends Error {
@@ -81,6 +86,8 @@ export class RelayAbort extends Error {
 // Literals up to this size are read whole before anything of their response is written; bigger ones
 // that need no scanning are streamed.
 const STREAM_THRESHOLD = 256 * 1024;
+/** A whole-message range as a client writes it, `BODY[]<0.65536>` or `BODY.PEEK[]<…>`: name, origin. */
+const WHOLE_RANGE = /(BODY(?:\.PEEK)?\[\])<(\d+)\.\d+>/gi;
 // Messages fetched whole per command of the proxy's own, so one command's responses stay bounded.
 const PREFETCH_BATCH = 32;
 // Longest literal a FETCH command may carry (a header field name list); longer ones are refused.
@@ -256,6 +263,11 @@ export class ImapRelay {
     const f = this.track(tag, verb);
     f.fetch = req;
     let line = seg.text;
+    const copy = seg.literal ? null : this.rangesFromCopy(req);
+    if (copy) {
+      f.copy = copy;
+      line = latin1Bytes(`${tag} ${verb} ${req.set} ${req.itemsText.replace(WHOLE_RANGE, "$1<$2.1>")}${req.modifiers}`);
+    }
     // The cache is keyed by UID: a FETCH by sequence number asks for it too (and the client never sees it).
     if (!req.uid && !req.names.some((n) => n.upper === "UID") && this.o.filter) {
       f.stripUid = true;
@@ -263,6 +275,27 @@ export class ImapRelay {
       line = latin1Bytes(`${tag} ${verb} ${req.set} ${items}${req.modifiers}`);
     }
     this.o.server.ch.out.write(line, CRLF);
+  }
+
+  /**
+   * A chunked download (Thunderbird: `UID FETCH n (UID RFC822.SIZE BODY.PEEK[]<start.65536>)` until a
+   * short chunk) of a message whose whole copy is cached: the chunks are cut from the copy, so the
+   * server need not send the message a second time. Only for one UID whose body items are all such
+   * ranges; the copy is pinned for the command.
+   */
+  private rangesFromCopy(req: FetchRequest): { key: MessageKey; entry: CachedMessage } | null {
+    if (this.o.filter === null || !req.uid) return null;
+    const uid = singleNumber(req.set);
+    if (uid === null || !this.selected || this.selected.uidValidity === null) return null;
+    const bodies = req.names.filter((n) => n.kind === "whole" || n.kind === "section" || n.kind === "header");
+    if (bodies.length === 0 || !bodies.every((n) => n.section === "" && n.partial)) return null;
+    // The rewrite must reach every one of them: the items as written hold exactly these ranges.
+    if ((req.itemsText.match(WHOLE_RANGE) ?? []).length !== bodies.length) return null;
+    const key = this.key(uid);
+    const entry = this.o.cache.get(key);
+    if (!entry || entry.size === 0 || entry.bytes.length !== entry.size) return null;
+    if (entry.verdict.startsWith("unscanned") && this.o.onUnscanned !== "deliver") return null;
+    return { key, entry };
   }
 
   /** Makes sure every message of the request is in the cache or known clean. */
@@ -280,7 +313,10 @@ export class ImapRelay {
       const batch = missing.slice(i, i + PREFETCH_BATCH);
       const small = batch.filter((t) => (t.size ?? 0) <= this.o.limits.maxMessageSize);
       for (const t of batch) if (!small.includes(t)) this.rememberOversize(t.uid);
-      if (small.length) await this.own(`UID FETCH ${small.map((t) => t.uid).join(",")} (UID RFC822.SIZE BODY.PEEK[])`, { kind: "prefetch" });
+      // A range of one message is the first chunk of a chunked download: its original is kept with the
+      // verdict, so the next chunks are cut from it (rangesFromCopy) until the last one drops it.
+      const keepOriginal = one !== null && req.names.some((n) => n.section === "" && n.partial !== null);
+      if (small.length) await this.own(`UID FETCH ${small.map((t) => t.uid).join(",")} (UID RFC822.SIZE BODY.PEEK[])`, { kind: "prefetch", keepOriginal });
     }
   }
 
@@ -496,6 +532,11 @@ export class ImapRelay {
       const bytesItem = kind !== "structure" && !envelope;
       if (bytesItem && it.literal === null) it.literal = quotedValue(it);
       if (bytesItem && it.literal === null) continue; // NIL: nothing to judge
+      if (f?.copy && it.info.section === "" && it.info.partial && uid === f.copy.key.uid) {
+        it.replacement = literalItem(it.name, this.cut(f.copy.entry.bytes, it, f));
+        this.releaseOriginal(f.copy, it, f);
+        continue;
+      }
       let entry = key ? this.o.cache.get(key) : undefined;
       if (!entry && key && this.o.cleanIndex?.has({ ...key, size: r.number("RFC822.SIZE") ?? -1 })) entry = CLEAN;
       if (!entry && kind === "whole" && it.literal) {
@@ -547,8 +588,11 @@ export class ImapRelay {
     it.replacement = textItem(it.name, text);
   }
 
-  /** Scans a whole message from its literal; the copy (same size) is cached. null: withheld. */
-  private async scanWhole(raw: Uint8Array, uid: number | null, seq: number): Promise<CachedMessage | null> {
+  /**
+   * Scans a whole message from its literal; the copy (same size) is cached, and with keepOriginal an
+   * unchanged original too (chunks will be cut from it). null: withheld.
+   */
+  private async scanWhole(raw: Uint8Array, uid: number | null, seq: number, keepOriginal = false): Promise<CachedMessage | null> {
     const key = uid !== null ? this.key(uid) : null;
     const load = async (): Promise<CachedMessage | null> => {
       const out = await this.o.filter!(raw, { msg: this.describe(uid, seq), partial: false, log: this.o.log.child({ mailbox: this.selected?.mailbox, uid }) });
@@ -557,7 +601,7 @@ export class ImapRelay {
       if (out.kind === "refuse") return null;
       const changed = out.bytes !== raw;
       if (out.clean && key) this.o.cleanIndex?.add({ ...key, size: raw.length });
-      return { bytes: changed ? out.bytes : EMPTY, changed, size: raw.length, verdict: out.clean ? "clean" : out.detected ? "infected" : "delivered" };
+      return { bytes: changed ? out.bytes : keepOriginal ? raw : EMPTY, changed, size: raw.length, verdict: out.clean ? "clean" : out.detected ? "infected" : "delivered" };
     };
     if (!key) return load();
     return this.o.cache.getOrLoad(key, load);
@@ -569,7 +613,7 @@ export class ImapRelay {
     if (uid === null) return;
     if (own.kind === "uids") { own.found.push({ uid, size: r.number("RFC822.SIZE") ?? 0 }); return; }
     const body = r.items.find((it) => it.info.kind === "whole" && it.literal);
-    if (body?.literal) await this.scanWhole(body.literal, uid, r.seq);
+    if (body?.literal) await this.scanWhole(body.literal, uid, r.seq, own.keepOriginal);
   }
 
   /** A body over maxMessageSize: relayed unscanned when onUnscanned is "deliver", else withheld. */
@@ -597,12 +641,29 @@ export class ImapRelay {
   /** The bytes a body item asks for, cut from the copy: section, then <origin.length>. */
   private cut(copy: Uint8Array, it: FetchItem, f: InFlight | undefined): Uint8Array {
     const section = it.info.section ?? "";
-    const bytes = sectionBytes(copy, section, treeOf(copy)) ?? EMPTY;
+    const bytes = section === "" ? copy : sectionBytes(copy, section, treeOf(copy)) ?? EMPTY;
     if (!it.info.partial) return bytes;
     const origin = it.info.partial.origin;
-    // The response echoes only the origin; the length is the one the client asked for.
-    const asked = f?.fetch?.names.find((n) => n.section === section && n.partial?.origin === origin)?.partial?.length;
-    return partialRange(bytes, origin, asked ?? it.literal?.length ?? bytes.length);
+    return partialRange(bytes, origin, this.askedLength(it, f) ?? it.literal?.length ?? bytes.length);
+  }
+
+  /** The length the client asked for in a range item: the response echoes only the origin. */
+  private askedLength(it: FetchItem, f: InFlight | undefined): number | undefined {
+    const section = it.info.section ?? "";
+    const origin = it.info.partial?.origin;
+    return f?.fetch?.names.find((n) => n.section === section && n.partial?.origin === origin)?.partial?.length;
+  }
+
+  /**
+   * The last chunk of a kept original was served: the entry goes back to a bare verdict, so clean
+   * originals do not crowd the cache once their download is done (a changed copy stays).
+   */
+  private releaseOriginal(copy: { key: MessageKey; entry: CachedMessage }, it: FetchItem, f: InFlight): void {
+    const { key, entry } = copy;
+    if (entry.changed || entry.bytes.length === 0) return;
+    const end = (it.info.partial?.origin ?? 0) + (this.askedLength(it, f) ?? 0);
+    if (end < entry.size || this.o.cache.get(key) !== entry) return;
+    this.o.cache.put(key, { ...entry, bytes: EMPTY });
   }
 
   private knownSafe(r: FetchResponse): boolean {

@@ -197,6 +197,14 @@ export class TestClient {
     }
   }
 
+  /** Exactly n bytes (an IMAP literal). */
+  async bytes(n: number): Promise<Buffer> {
+    while (this.buf.length < n) await this.more();
+    const b = Buffer.from(this.buf.subarray(0, n));
+    this.consume(n);
+    return b;
+  }
+
   /** IMAP: the lines up to and including the reply tagged `tag`. */
   async untilTagged(tag: string): Promise<string[]> {
     const lines: string[] = [];

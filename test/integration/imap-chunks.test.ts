@@ -1,0 +1,126 @@
+// Thunderbird-style chunked downloads (`UID FETCH n (UID RFC822.SIZE BODY.PEEK[]<start.65536>)` until a
+// short chunk) through the IMAP proxy against the scripted upstream: the chunks join to the message a
+// whole fetch gives (the original when clean, the one cleaned copy when infected), every chunk but the
+// last is full, and the server sends each message once — later chunks are cut from the copy the proxy
+// scanned, the server asked for one byte of each — with the clean original let go after the last chunk.
+import { describe, expect, test } from "bun:test";
+import { EICAR_TEXT } from "../helpers/eicar.ts";
+import { attachment, base64Lines, leaf, message, multipart, pseudoRandom } from "../helpers/messages.ts";
+import { startMockImap } from "../helpers/mock-imap.ts";
+import { startProxy, TestClient } from "../helpers/proxy.ts";
+
+const CHUNK = 65536;
+const clean = Buffer.from(message(multipart("C", [
+  leaf({ headers: ["Content-Type: text/plain"], body: "a clean message\r\n".repeat(2000) }),
+  leaf({ headers: ["Content-Type: application/pdf", "Content-Transfer-Encoding: base64"], body: base64Lines(pseudoRandom(150_000, 5)) }),
+]), "\r\n", "clean"), "latin1");
+const infected = Buffer.from(message(multipart("I", [
+  leaf({ headers: ["Content-Type: text/plain"], body: "filler line\r\n".repeat(6000) }),
+  attachment("eicar.com", EICAR_TEXT),
+  leaf({ headers: ["Content-Type: text/plain"], body: "after\r\n".repeat(8000) }),
+]), "\r\n", "infected"), "latin1");
+
+async function login(c: TestClient, upstreamPort: number): Promise<void> {
+  expect(await c.line()).toStartWith("* OK");
+  c.send(`a LOGIN "alice/127.0.0.1:${upstreamPort}" "secret"`);
+  expect((await c.untilTagged("a")).at(-1)).toStartWith("a OK");
+  c.send("b SELECT INBOX");
+  expect((await c.untilTagged("b")).at(-1)).toStartWith("b OK");
+}
+
+/** One FETCH command whose single response carries one literal: the literal, RFC822.SIZE and the tagged reply. */
+async function fetchOne(c: TestClient, tag: string, command: string): Promise<{ literal: Buffer; size: number; head: string }> {
+  c.send(`${tag} ${command}`);
+  let literal: Buffer | null = null;
+  let size = -1;
+  let head = "";
+  for (;;) {
+    const l = await c.line();
+    if (l.startsWith(`${tag} `)) {
+      expect(l).toStartWith(`${tag} OK`);
+      break;
+    }
+    const m = /\{(\d+)\}$/.exec(l);
+    if (l.startsWith("* ") && / FETCH \(/.test(l) && m) {
+      head = l;
+      size = Number(/RFC822\.SIZE (\d+)/.exec(l)?.[1] ?? -1);
+      literal = await c.bytes(Number(m[1]));
+    }
+  }
+  if (!literal) throw new Error(`no literal in the response to ${command}`);
+  return { literal, size, head };
+}
+
+/** Thunderbird's loop: chunks of CHUNK from 0 until one comes back short. */
+async function chunked(c: TestClient, uid: number): Promise<{ joined: Buffer; chunks: number[]; size: number; heads: string[] }> {
+  const parts: Buffer[] = [];
+  const heads: string[] = [];
+  let size = -1;
+  for (let origin = 0, k = 0; ; origin += CHUNK, k++) {
+    const r = await fetchOne(c, `c${k}`, `UID FETCH ${uid} (UID RFC822.SIZE BODY.PEEK[]<${origin}.${CHUNK}>)`);
+    parts.push(r.literal);
+    heads.push(r.head);
+    size = r.size;
+    if (r.literal.length < CHUNK) break;
+  }
+  return { joined: Buffer.concat(parts), chunks: parts.map((p) => p.length), size, heads };
+}
+
+/** The upstream commands that carry a whole-message body item, per kind. */
+function bodyCommands(lines: string[]): { whole: string[]; ranges: string[] } {
+  const fetches = lines.filter((l) => / FETCH /i.test(l));
+  return {
+    whole: fetches.filter((l) => /BODY\.PEEK\[\](?!<)/i.test(l)),
+    ranges: fetches.filter((l) => /BODY\.PEEK\[\]</i.test(l)),
+  };
+}
+
+describe("chunked downloads through the IMAP proxy", () => {
+  test("chunks join to the original or the one cleaned copy; the server sends each message once; the clean original is let go after its last chunk", async () => {
+    await using mock = await startMockImap({ messages: [clean, infected] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
+    await using c = await TestClient.connect(proxy.ports.imap);
+    await login(c, mock.port);
+
+    const a = await chunked(c, 1);
+    expect(a.joined.equals(clean)).toBe(true);
+    expect(a.size).toBe(clean.length);
+    expect(a.chunks.slice(0, -1).every((n) => n === CHUNK)).toBe(true);
+    expect(a.heads[1]).toMatch(/^\* 1 FETCH \(UID 1 RFC822\.SIZE \d+ BODY\[\]<65536> \{65536\}$/);
+
+    const b = await chunked(c, 2);
+    expect(b.joined.length).toBe(infected.length);
+    expect(b.size).toBe(infected.length);
+    expect(b.joined.toString("latin1")).not.toContain(EICAR_TEXT);
+    expect(b.joined.toString("latin1")).toContain("X-Virus-Status: Cleaned");
+    // The same copy a whole fetch gets.
+    const whole = await fetchOne(c, "w", "UID FETCH 2 BODY.PEEK[]");
+    expect(whole.literal.equals(b.joined)).toBe(true);
+
+    const sent = bodyCommands(mock.commands.flat());
+    // One whole fetch of each message for the scan, and the client's own whole fetch relayed (its body
+    // item answered from the copy).
+    expect(sent.whole.length).toBe(3);
+    // Every chunk the client asked for reached the server as a one-byte range at the same origin.
+    expect(sent.ranges.length).toBe(a.chunks.length + b.chunks.length);
+    expect(sent.ranges.every((l) => /BODY\.PEEK\[\]<\d+\.1>/i.test(l))).toBe(true);
+    // The clean original is no longer held; the cleaned copy is.
+    const cache = proxy.service.messageCache!;
+    expect(cache.bytes).toBeGreaterThanOrEqual(infected.length);
+    expect(cache.bytes).toBeLessThan(infected.length + clean.length);
+  });
+
+  test("with no room in the cache for a copy, chunks are relayed from the server and still join to the same bytes", async () => {
+    await using mock = await startMockImap({ messages: [clean, infected] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off", limits: { messageCacheSize: 1000 } });
+    await using c = await TestClient.connect(proxy.ports.imap);
+    await login(c, mock.port);
+    const a = await chunked(c, 1);
+    expect(a.joined.equals(clean)).toBe(true);
+    const b = await chunked(c, 2);
+    expect(b.joined.length).toBe(infected.length);
+    expect(b.joined.toString("latin1")).not.toContain(EICAR_TEXT);
+    // Nothing was kept to cut chunks from: the client's own ranges went upstream.
+    expect(bodyCommands(mock.commands.flat()).ranges.every((l) => /<\d+\.65536>/.test(l))).toBe(true);
+  });
+});
