@@ -19,6 +19,15 @@ export interface QueueOptions {
 // Small replies are joined so one reply is one write (no Nagle/delayed-ACK stalls, no split replies).
 const COALESCE_LIMIT = 256 * 1024;
 
+/** Shared by every queue: JS runs one write at a time, and a write leaves nothing in it behind. */
+let scratch = new Uint8Array(0);
+
+function join(into: Uint8Array, pieces: Uint8Array[]): Uint8Array {
+  let at = 0;
+  for (const p of pieces) { into.set(p, at); at += p.length; }
+  return into;
+}
+
 export class SendQueue {
   private items: Uint8Array[] = [];
   private size = 0;
@@ -47,14 +56,30 @@ export class SendQueue {
     for (const p of pieces) total += p.length;
     if (total === 0) return !this.isFull;
     if (pieces.length > 1 && total <= COALESCE_LIMIT) {
-      const joined = new Uint8Array(total);
-      let at = 0;
-      for (const p of pieces) { joined.set(p, at); at += p.length; }
-      pieces = [joined];
+      if (this.items.length === 0) return this.writeJoined(pieces, total);
+      // Behind queued bytes the joined copy must own its memory.
+      pieces = [join(new Uint8Array(total), pieces)];
     }
     for (const p of pieces) if (p.length) this.items.push(p);
     this.size += total;
     if (this.items.length === pieces.length) this.flush();
+    this.checkFull();
+    return !this.isFull;
+  }
+
+  /**
+   * Nothing queued: the pieces are joined in the shared scratch buffer and written at once, so a reply
+   * of a header, a literal and a tail is one write without a fresh buffer of its size (fresh memory
+   * costs more than the copy). Only what the socket did not take is copied out of the scratch.
+   */
+  private writeJoined(pieces: Uint8Array[], total: number): boolean {
+    if (scratch.length < total) scratch = new Uint8Array(COALESCE_LIMIT);
+    const view = join(scratch.subarray(0, total), pieces);
+    this.items.push(view);
+    this.size += total;
+    this.flush();
+    const head = this.items[0];
+    if (head && head.buffer === scratch.buffer) this.items[0] = head.slice();
     this.checkFull();
     return !this.isFull;
   }

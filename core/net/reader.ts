@@ -94,8 +94,17 @@ export class ByteReader {
     }
   }
 
-  /** Exactly n bytes as one buffer (bounded by the caller). */
+  /** Exactly n bytes as one buffer (bounded by the caller): a view when they arrived in one chunk. */
   async readBytes(n: number, timeoutMs = 0): Promise<Uint8Array> {
+    const first = this.chunks[0];
+    if (first && first.length >= n) {
+      const view = first.subarray(0, n);
+      if (first.length > n) this.chunks[0] = first.subarray(n);
+      else this.chunks.shift();
+      this.size -= n;
+      this.relieve();
+      return view;
+    }
     const out = new Uint8Array(n);
     let at = 0;
     await this.readExact(n, (c) => { out.set(c, at); at += c.length; }, timeoutMs);

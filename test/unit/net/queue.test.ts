@@ -65,6 +65,23 @@ describe("SendQueue", () => {
     expect(writes).toEqual([10]);
   });
 
+  test("what a socket did not take of a joined reply stays intact while other queues write", () => {
+    // Joined replies are built in one buffer shared by every queue: the rest kept must be its own copy.
+    const s = slowSink(4);
+    const q = new SendQueue(s.sink);
+    q.write(new Uint8Array([1, 2, 3]), new Uint8Array([4, 5, 6]), new Uint8Array([7, 8]));
+    const other: number[] = [];
+    const q2 = new SendQueue({ write: (d) => { other.push(...d); return d.length; }, end() {} });
+    q2.write(new Uint8Array([90, 91]), new Uint8Array([92, 93, 94, 95, 96, 97, 98, 99]));
+    expect(other).toEqual([90, 91, 92, 93, 94, 95, 96, 97, 98, 99]);
+    // A reply queued behind the rest is joined in memory of its own too.
+    q.write(new Uint8Array([9]), new Uint8Array([10]));
+    q2.write(new Uint8Array([0, 0, 0]), new Uint8Array([0, 0, 0]));
+    s.open(100);
+    q.drain();
+    expect(s.got).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
   test("a dead socket drops the queue and releases waiters", async () => {
     const q = new SendQueue({ write: () => -1, end() {} }, { highWater: 1 });
     q.write(new Uint8Array(5));
