@@ -14,19 +14,20 @@ export interface QueueOptions {
   highWater?: number;
   onFull?: () => void;
   onRelief?: () => void;
+  /**
+   * Write once per turn of the event loop instead of on every write(): the replies produced in one
+   * turn (a FETCH response and its tagged OK, several pipelined replies) go out in one system call,
+   * which costs more than joining them. Off for a bare queue, so its writes are seen at once.
+   */
+  gather?: boolean;
 }
 
-// Small replies are joined so one reply is one write (no Nagle/delayed-ACK stalls, no split replies).
+// Queued pieces are joined up to this size so one reply is one write (no Nagle/delayed-ACK stalls, no
+// split replies); bigger pieces are written as they are.
 const COALESCE_LIMIT = 256 * 1024;
 
 /** Shared by every queue: JS runs one write at a time, and a write leaves nothing in it behind. */
 let scratch = new Uint8Array(0);
-
-function join(into: Uint8Array, pieces: Uint8Array[]): Uint8Array {
-  let at = 0;
-  for (const p of pieces) { into.set(p, at); at += p.length; }
-  return into;
-}
 
 export class SendQueue {
   private items: Uint8Array[] = [];
@@ -34,6 +35,7 @@ export class SendQueue {
   private ending = false;
   private dead = false;
   private full = false;
+  private scheduled = false;
   private roomWaiters: (() => void)[] = [];
   private emptyWaiters: (() => void)[] = [];
   readonly highWater: number;
@@ -46,42 +48,39 @@ export class SendQueue {
   get isFull(): boolean { return this.size > this.highWater; }
   get closed(): boolean { return this.dead || this.ending; }
 
-  /** After a TLS upgrade the same queue writes to the new socket. */
-  setSink(sink: Sink): void { this.sink = sink; }
+  /** After a TLS upgrade (or a transform) the same queue writes to the new sink; what waits goes to the old one first. */
+  setSink(sink: Sink): void {
+    this.flushGathered();
+    this.sink = sink;
+  }
 
-  /** Queues bytes (several pieces are sent as one write when small). Returns false while over high water. */
+  /**
+   * Queues bytes; they are written now, or with gather at the end of this turn of the event loop.
+   * The pieces are not copied: callers never change bytes they wrote. Returns false while over high water.
+   */
   write(...pieces: Uint8Array[]): boolean {
     if (this.dead || this.ending) return false;
-    let total = 0;
-    for (const p of pieces) total += p.length;
-    if (total === 0) return !this.isFull;
-    if (pieces.length > 1 && total <= COALESCE_LIMIT) {
-      if (this.items.length === 0) return this.writeJoined(pieces, total);
-      // Behind queued bytes the joined copy must own its memory.
-      pieces = [join(new Uint8Array(total), pieces)];
+    const wasEmpty = this.items.length === 0;
+    for (const p of pieces) {
+      if (p.length === 0) continue;
+      this.items.push(p);
+      this.size += p.length;
     }
-    for (const p of pieces) if (p.length) this.items.push(p);
-    this.size += total;
-    if (this.items.length === pieces.length) this.flush();
+    // Behind bytes the socket has not taken, drain writes next.
+    if (wasEmpty && this.items.length > 0) {
+      if (!this.opts.gather) this.flush();
+      else if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => { if (this.scheduled) this.flush(); });
+      }
+    }
     this.checkFull();
     return !this.isFull;
   }
 
-  /**
-   * Nothing queued: the pieces are joined in the shared scratch buffer and written at once, so a reply
-   * of a header, a literal and a tail is one write without a fresh buffer of its size (fresh memory
-   * costs more than the copy). Only what the socket did not take is copied out of the scratch.
-   */
-  private writeJoined(pieces: Uint8Array[], total: number): boolean {
-    if (scratch.length < total) scratch = new Uint8Array(COALESCE_LIMIT);
-    const view = join(scratch.subarray(0, total), pieces);
-    this.items.push(view);
-    this.size += total;
-    this.flush();
-    const head = this.items[0];
-    if (head && head.buffer === scratch.buffer) this.items[0] = head.slice();
-    this.checkFull();
-    return !this.isFull;
+  /** Writes what waits for the end of this turn now (before a socket is given up). */
+  flushGathered(): void {
+    if (this.scheduled) this.flush();
   }
 
   /** Call from the socket's drain handler. */
@@ -121,13 +120,29 @@ export class SendQueue {
   }
 
   private flush(): void {
+    this.scheduled = false;
     while (this.items.length > 0 && !this.dead) {
-      const head = this.items[0]!;
+      // Small pieces in a row are joined in the scratch buffer and written at once: a fresh buffer for
+      // each reply would cost more (page faults) than the copy, and each write is a system call.
+      let count = 1;
+      let total = this.items[0]!.length;
+      while (count < this.items.length && total + this.items[count]!.length <= COALESCE_LIMIT) total += this.items[count++]!.length;
+      let head = this.items[0]!;
+      if (count > 1) {
+        if (scratch.length < total) scratch = new Uint8Array(COALESCE_LIMIT);
+        head = scratch.subarray(0, total);
+        let at = 0;
+        for (let i = 0; i < count; i++) { head.set(this.items[i]!, at); at += this.items[i]!.length; }
+      }
       const n = this.sink.write(head);
       if (n < 0) { this.kill(); return; }
       this.size -= Math.max(0, n);
-      if (n < head.length) { this.items[0] = head.subarray(n); break; }
-      this.items.shift();
+      if (n < head.length) {
+        // The rest stays first in line; out of the scratch it must own its memory.
+        this.items.splice(0, count, count > 1 ? head.slice(n) : head.subarray(n));
+        break;
+      }
+      this.items.splice(0, count);
     }
     this.checkFull();
     if (this.size === 0) {
@@ -205,7 +220,7 @@ export class Channel {
 
   constructor(opts: { tls: boolean; queueHighWater?: number }) {
     this.tls = opts.tls;
-    this.out = new SendQueue(DEAD_SINK, { highWater: opts.queueHighWater });
+    this.out = new SendQueue(DEAD_SINK, { highWater: opts.queueHighWater, gather: true });
   }
 
   /** Binds the socket (from its open handler, so no event is missed). */
@@ -251,6 +266,7 @@ export class Channel {
 
   /** Closes now, dropping anything queued (used when a message must not be completed). */
   destroy(): void {
+    this.out.flushGathered(); // what was written before still goes, as if it had been written at once
     this.out.kill();
     try { this.socket.terminate(); } catch { /* gone */ }
     this.onClose();

@@ -82,6 +82,34 @@ describe("SendQueue", () => {
     expect(s.got).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 
+  test("gather: the writes of one turn go out as one write at its end; a new sink or flushGathered sends them first", async () => {
+    const writes: number[][] = [];
+    const sink = (label: number): Sink => ({ write: (d) => { writes.push([label, ...d]); return d.length; }, end() {} });
+    const q = new SendQueue(sink(1), { gather: true });
+    q.write(new Uint8Array([1, 2]));
+    q.write(new Uint8Array([3]), new Uint8Array([4]));
+    expect(writes).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toEqual([[1, 1, 2, 3, 4]]);
+    // A TLS upgrade swaps the sink: what was gathered belongs to the old one.
+    q.write(new Uint8Array([5]));
+    q.setSink(sink(2));
+    q.write(new Uint8Array([6]));
+    q.flushGathered();
+    expect(writes).toEqual([[1, 1, 2, 3, 4], [1, 5], [2, 6]]);
+    await new Promise((r) => setImmediate(r));
+    expect(writes.length).toBe(3);
+    // empty() waits for the gathered write; end() sends it before ending.
+    let ended = false;
+    const q2 = new SendQueue({ write: (d) => { writes.push([3, ...d]); return d.length; }, end() { ended = true; } }, { gather: true });
+    q2.write(new Uint8Array([7]));
+    q2.end();
+    expect(ended).toBe(false);
+    await q2.empty();
+    expect(ended).toBe(true);
+    expect(writes.at(-1)).toEqual([3, 7]);
+  });
+
   test("a dead socket drops the queue and releases waiters", async () => {
     const q = new SendQueue({ write: () => -1, end() {} }, { highWater: 1 });
     q.write(new Uint8Array(5));
