@@ -15,7 +15,10 @@ export interface MessageKey {
 }
 
 export interface CachedMessage {
-  /** The copy served to clients (the original when clean and untagged). */
+  /**
+   * The copy served to clients when changed; for an unchanged message the original while a chunked
+   * download is cut from it, else empty (its verdict is all that is needed: the server's bytes pass).
+   */
   bytes: Uint8Array;
   /** The served copy differs from the original (cleaned, replaced or tagged). */
   changed: boolean;
