@@ -601,7 +601,7 @@ export class ImapRelay {
       if (out.kind === "refuse") return null;
       const changed = out.bytes !== raw;
       if (out.clean && key) this.o.cleanIndex?.add({ ...key, size: raw.length });
-      return { bytes: changed ? out.bytes : keepOriginal ? raw : EMPTY, changed, size: raw.length, verdict: out.clean ? "clean" : out.detected ? "infected" : "delivered" };
+      return { bytes: changed ? out.bytes : keepOriginal ? owned(raw) : EMPTY, changed, size: raw.length, verdict: out.clean ? "clean" : out.detected ? "infected" : "delivered" };
     };
     if (!key) return load();
     return this.o.cache.getOrLoad(key, load);
@@ -698,6 +698,14 @@ function treeOf(copy: Uint8Array): MimePart {
   let t = trees.get(copy);
   if (!t) trees.set(copy, (t = parseMessage(copy)));
   return t;
+}
+
+/**
+ * Bytes that hold no more memory than they show: a literal read as a view of a socket chunk would keep
+ * the whole chunk alive in the cache, which charges only the view's length.
+ */
+function owned(b: Uint8Array): Uint8Array {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice();
 }
 
 const CLEAN: CachedMessage = { bytes: EMPTY, changed: false, size: 0, verdict: "clean" };
