@@ -379,13 +379,3 @@ export async function imaplibFetch(t: ImapTarget, shape: Shape, chunkSize = 6553
   if (code !== 0) throw new Error(`imaplib ${shape} (port ${t.port}) exited ${code}: ${err.trim().split("\n").slice(-3).join(" | ")}`);
   return JSON.parse(out) as FetchStats;
 }
-
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-export function median(values: number[]): number {
-  return percentile(values, 50);
-}

@@ -5,15 +5,15 @@
 // Usage: bun test/bench/imap.ts   (MAILSENTRY_BIN selects the compiled binary; BENCH_RUNS, BENCH_MODES
 // e.g. "bun-tls-chunked,imaplib-plain-bulk", BENCH_LOAD=0 skips the load test, BENCH_PROFILE=DIR writes
 // --cpu-prof-md profiles of every proxied run, BENCH_COMPRESS=0|1 sets upstreamCompress false or "always")
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sendControl } from "../../core/control.ts";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
-import { eicar } from "../helpers/eicar.ts";
-import { prng } from "./corpus.ts";
-import { fetchMailbox, idle, imaplibFetch, median, percentile, type FetchStats, type IdleSession, type ImapTarget, type Shape } from "./imap-client.ts";
+import { fetchMailbox, idle, imaplibFetch, type FetchStats, type IdleSession, type ImapTarget, type Shape } from "./imap-client.ts";
+import { bigMessage, infectedMessage, MB, mixedMessages } from "./mailbox.ts";
+import { proxyCommand, spawnProxy, type ProxyProcess } from "./proxy-process.ts";
+import { median, percentile } from "./stats.ts";
 
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
 const IDLERS = Number(process.env.BENCH_IDLE ?? 900);
@@ -24,130 +24,23 @@ const TARGET_RATIO = 1.5;
 const TARGET_RSS_MB = 256;
 /** The load test's cache bound: small, so the cleaned copies of its infected messages overflow it. */
 const LOAD_CACHE_BYTES = 8 * 1024 * 1024;
-const MB = 1024 * 1024;
 const PASSWORD = "pw";
 
 const misses: string[] = [];
 const miss = (what: string) => { misses.push(what); console.log(`MISSED: ${what}`); };
 
-// ---- mailboxes (the POP3 bench's generator and seeds, so both benches move the same bytes) --------
-
-function mixedMessages(count: number, seed: number): Uint8Array[] {
-  const rand = prng(seed);
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < count; i++) {
-    const kind = i % 4;
-    const text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n".repeat(20 + Math.floor(rand() * 300));
-    let body: string;
-    if (kind === 3) {
-      const b64 = base64Lines(randomBytes(rand, 20_000 + Math.floor(rand() * 300_000)));
-      body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\nContent-Type: text/plain\r\n\r\n${text}\r\n--b${i}\r\nContent-Type: application/pdf; name="doc${i}.pdf"\r\nContent-Disposition: attachment; filename="doc${i}.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${b64}\r\n--b${i}--\r\n`;
-    } else if (kind === 2) {
-      body = `Content-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>${text}</p></body></html>\r\n`;
-    } else {
-      body = `Content-Type: text/plain; charset=utf-8\r\n\r\n${text}`;
-    }
-    out.push(Buffer.from(`From: a${i}@example.org\r\nTo: user@example.net\r\nSubject: bench ${i}\r\nMessage-ID: <${seed}.${i}@example.org>\r\nMIME-Version: 1.0\r\n${body}`));
-  }
-  return out;
-}
-
-function randomBytes(rand: () => number, n: number): Uint8Array {
-  const data = new Uint8Array(n);
-  for (let j = 0; j < n; j++) data[j] = (rand() * 256) | 0;
-  return data;
-}
-
-function base64Lines(data: Uint8Array): string {
-  return Buffer.from(data).toString("base64").replace(/.{76}/g, "$&\r\n");
-}
-
-function bigMessage(mb: number): Uint8Array {
-  const rand = prng(25);
-  const data = new Uint8Array(Math.floor(mb * MB * 0.74));
-  for (let j = 0; j < data.length; j += 4) { const v = (rand() * 0x100000000) >>> 0; data[j] = v; data[j + 1] = v >> 8; data[j + 2] = v >> 16; data[j + 3] = v >> 24; }
-  return Buffer.from(`From: big@example.org\r\nTo: user@example.net\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="big"\r\n\r\n--big\r\nContent-Type: text/plain\r\n\r\nlarge file attached\r\n--big\r\nContent-Type: application/octet-stream; name="video.mp4"\r\nContent-Disposition: attachment; filename="video.mp4"\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(data)}\r\n--big--\r\n`);
-}
-
-/** An invoice with EICAR as its attachment, after `padding` bytes of another attachment. */
-function infectedMessage(i: number, padding = 0): Uint8Array {
-  const pad = padding ? `--v${i}\r\nContent-Type: application/pdf; name="scan${i}.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(randomBytes(prng(900 + i), padding))}\r\n` : "";
-  return Buffer.from(`From: billing${i}@example.org\r\nTo: user@example.net\r\nSubject: invoice ${i}\r\nMessage-ID: <infected.${i}@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="v${i}"\r\n\r\n--v${i}\r\nContent-Type: text/plain\r\n\r\nThe invoice is attached.\r\n${pad}--v${i}\r\nContent-Type: application/octet-stream; name="invoice${i}.com"\r\nContent-Disposition: attachment; filename="invoice${i}.com"\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(eicar())}\r\n--v${i}--\r\n`);
-}
-
 // ---- the proxy as a subprocess ----------------------------------------------------------------------
 
-interface ProxyProcess {
-  pid: number;
-  ports: { imap: number; imaps: number };
-  stateDir: string;
-  /** utime + stime so far, in seconds. */
-  cpuSeconds(): Promise<number>;
-  /** Peak resident set so far (VmHWM), MB. */
-  peakRssMB(): Promise<number>;
-  /** Resident set now and its peak so far, MB. */
-  memory(): Promise<{ rssMB: number; peakMB: number }>;
-  /** The last lines of its log (serve writes it to stderr). */
-  logTail(lines?: number): string;
-  stop(): Promise<void>;
-}
-
-const CLK_TCK = 100; // Linux USER_HZ: /proc/PID/stat counts CPU time in these ticks
-
-async function cpuSecondsOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // f[0] is field 3 (state)
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
-
-async function peakRssOf(pid: number): Promise<number> {
-  return (await memoryOf(pid)).peakMB;
-}
-
-/** Resident set now (VmRSS) and its peak so far (VmHWM), MB. */
-async function memoryOf(pid: number): Promise<{ rssMB: number; peakMB: number }> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { rssMB: kb("VmRSS") / 1024, peakMB: kb("VmHWM") / 1024 };
-}
-
-function proxyCommand(): string[] {
-  const bin = process.env.MAILSENTRY_BIN ?? (existsSync("dist/mailsentry") ? "dist/mailsentry" : null);
-  if (bin) return [bin];
-  const prof = process.env.BENCH_PROFILE;
-  return [process.execPath, ...(prof ? ["--cpu-prof-md", `--cpu-prof-dir=${prof}`] : []), "cli/main.ts"];
-}
-
-/** Ports the OS hands out now (bound together, so distinct), released for the proxy to bind. */
-function freePorts(n: number): number[] {
-  const socks = Array.from({ length: n }, () => Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }));
-  const ports = socks.map((s) => s.port);
-  for (const s of socks) s.stop(true);
-  return ports;
-}
+type ImapProxy = ProxyProcess & { ports: { imap: number; imaps: number } };
 
 /**
- * Starts `serve` with IMAP and IMAPS on free loopback ports (the config refuses port 0, so the OS's
- * choice is taken and released first; a port taken in between means another try), routed to this
- * Dovecot. The state directory is kept across starts (one client-leg CA) but its clean index is
- * removed, so every start scans the mailbox afresh.
+ * Starts `serve` with IMAP and IMAPS on free loopback ports, routed to this Dovecot. The state
+ * directory is kept across starts (one client-leg CA) but its clean index is removed, so every
+ * start scans the mailbox afresh.
  */
-async function startProxy(dir: string, dc: Dovecot, limits: Record<string, number> = {}): Promise<ProxyProcess> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startProxyOnce(dir, dc, limits);
-    } catch (e) {
-      if (attempt === 3 || !/EADDRINUSE|address already in use/i.test((e as Error).message)) throw e;
-    }
-  }
-}
-
-async function startProxyOnce(dir: string, dc: Dovecot, limits: Record<string, number>): Promise<ProxyProcess> {
-  const xdgState = join(dir, "state");
-  const stateDir = join(xdgState, "mailsentry");
-  await rm(join(stateDir, "imap-clean.idx"), { force: true });
-  const [imap, imaps] = freePorts(2);
-  const config = {
+async function startProxy(dir: string, dc: Dovecot, limits: Record<string, number> = {}): Promise<ImapProxy> {
+  await rm(join(dir, "state", "mailsentry", "imap-clean.idx"), { force: true });
+  const p = await spawnProxy(dir, 2, ([imap, imaps]) => ({
     listeners: {
       pop3: { enabled: false, addresses: [] },
       pop3s: { enabled: false, addresses: [] },
@@ -161,49 +54,8 @@ async function startProxyOnce(dir: string, dc: Dovecot, limits: Record<string, n
     upstreamTls: "off",
     ...(process.env.BENCH_COMPRESS ? { upstreamCompress: process.env.BENCH_COMPRESS === "1" ? "always" : false } : {}),
     limits,
-    logFormat: "json",
-    logLevel: "info",
-  };
-  const cfg = join(dir, "proxy.json");
-  await writeFile(cfg, JSON.stringify(config));
-  const proc = Bun.spawn([...proxyCommand(), "serve", "--config", cfg], {
-    stdout: "ignore", stderr: "pipe", stdin: "ignore",
-    env: { ...process.env, XDG_STATE_HOME: xdgState, XDG_CONFIG_HOME: join(dir, "config"), NO_COLOR: "1" },
-  });
-  const log: string[] = [];
-  const ready = Promise.withResolvers<void>();
-  void (async () => {
-    const dec = new TextDecoder();
-    let rest = "";
-    for await (const chunk of proc.stderr) {
-      rest += dec.decode(chunk, { stream: true });
-      const lines = rest.split("\n");
-      rest = lines.pop()!;
-      for (const line of lines) {
-        log.push(line);
-        if (log.length > 2000) log.splice(0, 1000);
-        let o: Record<string, unknown>;
-        try { o = JSON.parse(line); } catch { continue; }
-        if (o.msg === "mailsentry proxy running") ready.resolve();
-      }
-    }
-  })();
-  const exited = proc.exited.then((code) => { throw new Error(`proxy exited (${code}) before it was ready:\n${log.slice(-30).join("\n")}`); });
-  exited.catch(() => {});
-  await Promise.race([ready.promise, exited]);
-  return {
-    pid: proc.pid,
-    ports: { imap, imaps },
-    stateDir,
-    cpuSeconds: () => cpuSecondsOf(proc.pid),
-    peakRssMB: () => peakRssOf(proc.pid),
-    memory: () => memoryOf(proc.pid),
-    logTail: (n = 40) => log.slice(-n).join("\n"),
-    async stop() {
-      if (proc.exitCode === null) proc.kill("SIGTERM");
-      await proc.exited;
-    },
-  };
+  }));
+  return { ...p, ports: { imap: p.ports[0]!, imaps: p.ports[1]! } };
 }
 
 // ---- targets and clients -----------------------------------------------------------------------------
@@ -216,7 +68,7 @@ function direct(dc: Dovecot, user: string, tls: boolean): ImapTarget {
   return { host: dc.host, port: tls ? dc.ports.imaps : dc.ports.imap, tls, ca: dc.caPem, caFile: dc.caFile, user, password: PASSWORD };
 }
 
-function proxied(p: ProxyProcess, proxyCa: { pem: string; file: string }, dc: Dovecot, user: string, tls: boolean): ImapTarget {
+function proxied(p: ImapProxy, proxyCa: { pem: string; file: string }, dc: Dovecot, user: string, tls: boolean): ImapTarget {
   const upstream = tls ? dc.ports.imaps : dc.ports.imap;
   return { host: "127.0.0.1", port: tls ? p.ports.imaps : p.ports.imap, tls, ca: proxyCa.pem, caFile: proxyCa.file, user: `${user}/127.0.0.1:${upstream}`, password: PASSWORD };
 }
