@@ -5,7 +5,17 @@
 // compiled bundle the lazily loaded chunk can evaluate it too late, so the entry point installs it.
 import "reflect-metadata";
 import type { ArgsDef, CommandDef } from "citty";
+import { keepFreedMemory } from "./allocator.ts";
 import { EXIT_ERROR, UsageError, VERSION } from "./report.ts";
+
+// The commands that move a lot of bytes through memory restart themselves with the allocator set
+// to keep freed pages (cli/allocator.ts); the subcommand is the first word that is not an option.
+{
+  const words = process.argv.slice(2);
+  let i = 0;
+  while (words[i]?.startsWith("-")) i += words[i] === "--config" ? 2 : 1;
+  if (words[i] === "serve" || words[i] === "scan-mbox") keepFreedMemory();
+}
 
 // citty decides on colours when it loads: none when the help goes to a pipe or file.
 if (!process.stdout.isTTY) process.env.NO_COLOR = "1";
