@@ -118,3 +118,35 @@ describe("SendQueue", () => {
     await q.empty();
   });
 });
+
+describe("Channel reading", () => {
+  test("a socket that sends faster than one turn can take waits for the next turn: other sessions are served in between", async () => {
+    const { listen } = await import("../../../core/net/listen.ts");
+    const TOTAL = 8 * 1024 * 1024;
+    const done = Promise.withResolvers<void>();
+    let got = 0;
+    let sinceTurn = 0;
+    let most = 0;
+    let turns = 0;
+    // Counts the bytes delivered between two turns of the event loop (a chain of setImmediate).
+    const tick = () => { most = Math.max(most, sinceTurn); sinceTurn = 0; turns++; if (got < TOTAL) setImmediate(tick); };
+    const l = listen({
+      address: "127.0.0.1:0",
+      onChannel(ch) {
+        setImmediate(tick);
+        ch.attach({ push(c) { got += c.length; sinceTurn += c.length; if (got >= TOTAL) done.resolve(); }, close() { done.resolve(); } });
+      },
+    });
+    const sender = Bun.spawn(["python3", "-c", `import socket; s=socket.create_connection(("127.0.0.1", ${l.port})); s.sendall(b"x" * ${TOTAL}); s.close()`]);
+    try {
+      await done.promise;
+      expect(got).toBe(TOTAL);
+      // One turn takes what a socket delivers up to the turn's budget plus the read that crossed it.
+      expect(most).toBeLessThanOrEqual(1024 * 1024);
+      expect(turns).toBeGreaterThanOrEqual(TOTAL / (1024 * 1024));
+    } finally {
+      await sender.exited;
+      l.stop();
+    }
+  });
+});
