@@ -12,7 +12,9 @@ import { listen, type Listener } from "./net/listen.ts";
 import type { Channel } from "./net/queue.ts";
 import { isLoopback, listenerProblems } from "./net/security.ts";
 import { loadTrust, type Trust } from "./net/upstream.ts";
-import { filterMessage, type FilterInfo, type FilterOutcome } from "./filter.ts";
+import { filterMessage, type FilterInfo, type FilterOutcome } from "./filter/index.ts";
+import { ScanPool } from "./filter/pool.ts";
+import { inlineScanner, type MessageScanner } from "./filter/scan-job.ts";
 import { Pop3Session } from "./pop3/session.ts";
 import { ImapSession } from "./imap/session.ts";
 import { ImapServerConn } from "./imap/server.ts";
@@ -21,7 +23,6 @@ import { CleanIndex } from "./imap/clean-index.ts";
 import { QuarantineStore } from "./quarantine/store.ts";
 import { policyFromConfig } from "./rewrite/index.ts";
 import type { Engine } from "./scan/engine.ts";
-import { BuiltinEngine } from "./scan/engines/builtin.ts";
 import { formatLoadReport } from "./scan/signatures/load.ts";
 import { ensureLeaf } from "./tls/ca.ts";
 
@@ -43,12 +44,16 @@ export interface ServiceOptions {
   /** --sigs: overrides config.signatures. */
   signatures?: string | null;
   env?: Record<string, string | undefined>;
-  /** Tests may inject an engine; otherwise the builtin engine loads config.signatures. */
+  /** Tests may inject an engine (it then scans on the event loop); otherwise scan workers load config.signatures. */
   engine?: Engine;
+  /** How many scan workers (default: one per core beyond the event loop's, see filter/pool.ts). */
+  scanWorkers?: number;
 }
 
 interface Generation {
   config: Config;
+  /** The scan workers of this generation's signatures (null when an engine was injected). */
+  pool: ScanPool | null;
   trust: Trust;
   clientTls: TLSOptions;
   excludedServer: (ip: string) => string | null;
@@ -124,6 +129,7 @@ export class Service {
     const old = this.gen;
     this.gen = next;
     void old.cleanIndex?.flush().catch(() => {});
+    old.pool?.retire();
     this.opts.log.info("configuration reloaded", { sessions: this.sessions.size });
   }
 
@@ -147,6 +153,7 @@ export class Service {
         }
       }
       await this.gen.cleanIndex?.close().catch(() => {});
+      this.gen.pool?.close();
       this.opts.log.info("stopped");
       this.stopped.resolve();
     })();
@@ -232,27 +239,45 @@ export class Service {
     const env = this.opts.env ?? process.env;
     const trust = await loadTrust({ caFile: config.upstreamCaFile, insecureHosts: config.insecureUpstreamHosts, env });
     for (const h of config.insecureUpstreamHosts) log.warn("upstream certificates of this host are NOT verified", { host: h });
-    let engine = this.opts.engine;
-    if (!engine) {
+    let scanner: MessageScanner;
+    let identity: string | undefined;
+    let pool: ScanPool | null = null;
+    if (this.opts.engine) {
+      scanner = inlineScanner(this.opts.engine);
+      identity = this.opts.engine.identity;
+    } else {
       const dir = this.opts.signatures !== undefined ? this.opts.signatures : config.signatures;
-      const loaded = await BuiltinEngine.load(dir);
-      for (const line of formatLoadReport(loaded.report)) log.info(line);
-      engine = loaded.engine;
+      pool = await ScanPool.open(dir, { size: this.opts.scanWorkers });
+      for (const line of formatLoadReport(pool.loaded.report)) log.info(line);
+      log.info("scan workers started", { workers: pool.size });
+      scanner = pool.scan;
+      identity = pool.identity;
     }
+    try {
+      return await this.buildWith(config, trust, scanner, identity, pool);
+    } catch (e) {
+      pool?.close();
+      throw e;
+    }
+  }
+
+  private async buildWith(config: Config, trust: Trust, scanner: MessageScanner, identity: string | undefined, pool: ScanPool | null): Promise<Generation> {
+    const { log } = this.opts;
     const leaf = await ensureLeaf(this.opts.stateDir, config.tlsNames);
     const quarantine = new QuarantineStore(config.quarantineDir ?? join(this.opts.stateDir, "quarantine"));
     // Both protocols announce a size before the body (LIST, RFC822.SIZE): changed copies keep it.
     const policy = policyFromConfig(config, PRODUCT, { sameSize: true });
     const imapPolicy = policyFromConfig(config, PRODUCT, { sameSize: true, addTags: false });
-    const cleanIndex = engine.identity
-      ? await CleanIndex.open(join(this.opts.stateDir, "imap-clean.idx"), engine.identity).catch((e) => {
+    const cleanIndex = identity
+      ? await CleanIndex.open(join(this.opts.stateDir, "imap-clean.idx"), identity).catch((e) => {
         log.warn("the index of clean IMAP messages cannot be used: every message will be scanned", { error: e });
         return null;
       })
       : null;
-    const filterCtx = { engine, limits: config.limits, quarantine };
+    const filterCtx = { scanner, limits: config.limits, quarantine };
     return {
       config,
+      pool,
       trust,
       clientTls: { cert: leaf.cert, key: leaf.key },
       excludedServer: makeServerExclusion(config.excludedServers),

@@ -7,7 +7,7 @@
 // never a short literal, never a tagged OK for it.
 import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
-import type { MessageFilter } from "../filter.ts";
+import type { MessageFilter } from "../filter/index.ts";
 import { filterCapabilityCode, filterCapabilityLine } from "./capability.ts";
 import { FetchResponse, isFetchResponse, literalItem, textItem, type FetchItem } from "./fetch-response.ts";
 import { structureText } from "./bodystructure.ts";

@@ -9,7 +9,7 @@ import type { Channel } from "../net/queue.ts";
 import { parseHostPort, upstreamProblem } from "../net/security.ts";
 import { parseRoutedName, type RoutedName } from "../net/routing.ts";
 import { resolveHost, type Trust } from "../net/upstream.ts";
-import type { MessageFilter } from "../filter.ts";
+import type { MessageFilter } from "../filter/index.ts";
 import { filterCapabilities, proxyCapabilities } from "./capability.ts";
 import { COMMANDS } from "./commands.ts";
 import { DEFAULT_IMAP_PORT, ImapRefusal, REFUSE, authenticate, connectImap, secureGreeted, upstreamRefusal, type SecuredImap } from "./login.ts";

@@ -1,6 +1,7 @@
 // POP3 multi-line body codec (RFC 1939 §3): the decoder removes dot-stuffing and finds the
 // terminating ".\r\n" line; the encoder stuffs every line that starts with "." (the first line too)
-// and appends the terminator. Both keep their state across chunks, so any split gives the same bytes.
+// and appends the terminator; the terminator scanner only finds the end, for bytes relayed as they
+// are. All keep their state across chunks, so any split gives the same result.
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -41,22 +42,23 @@ const CR_ONLY = new Uint8Array([CR]);
 const MAX_VIEWS = 64;
 
 /**
- * Streaming dot-unstuffer. The body it yields keeps its line ends; the terminator line is not part of it.
- * The output of one chunk is recorded as [start, end) ranges of the chunk (start -1: a lone CR) and
- * handed out as views while there are few of them; a chunk dense with stuffed lines becomes one
- * unstuffed copy, so a body of millions of ".x" lines costs no object per line.
+ * Finds where a dot-terminated body ends, across any split of the stream. On its own it reads the
+ * bytes as the server sent them, still stuffed, so a relay that changes nothing can pass them on
+ * untouched; DotDecoder also has it record the unstuffed data.
  */
-export class DotDecoder {
+export class DotTerminatorScanner {
   private state = D.LineStart;
-  private finished = false;
-  private ranges: number[] = [];
 
-  get done(): boolean { return this.finished; }
+  /** The offset just past the terminating line in chunk, or -1 when the body goes on. */
+  push(chunk: Uint8Array): number {
+    return this.scan(chunk, null);
+  }
 
-  push(chunk: Uint8Array): DecodeStep {
-    if (this.finished) return { chunks: [], done: true, rest: chunk };
-    const ranges = this.ranges;
-    ranges.length = 0;
+  /**
+   * The same, recording into ranges (when given) the [start, end) pieces of chunk that are body
+   * data once unstuffed; a start of -1 stands for a lone CR.
+   */
+  scan(chunk: Uint8Array, ranges: number[] | null): number {
     let i = 0;
     const n = chunk.length;
     while (i < n) {
@@ -65,12 +67,11 @@ export class DotDecoder {
           // Only a line that starts with "." needs work: jump from one "\n." to the next (memchr-fast).
           const at = nextLfDot(chunk, i);
           if (at < 0) {
-            ranges.push(i, n);
+            ranges?.push(i, n);
             this.state = chunk[n - 1] === LF ? D.LineStart : D.Mid;
-            i = n;
-            break;
+            return -1;
           }
-          ranges.push(i, at + 1);
+          ranges?.push(i, at + 1);
           i = at + 2;
           this.state = D.Dot;
           break;
@@ -81,19 +82,41 @@ export class DotDecoder {
         case D.Dot: {
           const b = chunk[i]!;
           if (b === CR) { this.state = D.DotCr; i++; break; }
-          if (b === LF) return this.finish(chunk, i + 1); // bare-LF server: ".\n" still ends the body
+          if (b === LF) return i + 1; // bare-LF server: ".\n" still ends the body
           // A stuffed dot (or a stray one): drop it, keep the rest of the line as data.
           this.state = D.Mid;
           break;
         }
         case D.DotCr:
-          if (chunk[i] === LF) return this.finish(chunk, i + 1);
+          if (chunk[i] === LF) return i + 1;
           // ".\r" followed by something else is not a terminator; the dot was stuffing, keep the CR.
-          ranges.push(-1, -1);
+          ranges?.push(-1, -1);
           this.state = D.Mid;
           break;
       }
     }
+    return -1;
+  }
+}
+
+/**
+ * Streaming dot-unstuffer. The body it yields keeps its line ends; the terminator line is not part of it.
+ * The output of one chunk is recorded as [start, end) ranges of the chunk (start -1: a lone CR) and
+ * handed out as views while there are few of them; a chunk dense with stuffed lines becomes one
+ * unstuffed copy, so a body of millions of ".x" lines costs no object per line.
+ */
+export class DotDecoder {
+  private readonly lines = new DotTerminatorScanner();
+  private finished = false;
+  private ranges: number[] = [];
+
+  get done(): boolean { return this.finished; }
+
+  push(chunk: Uint8Array): DecodeStep {
+    if (this.finished) return { chunks: [], done: true, rest: chunk };
+    this.ranges.length = 0;
+    const end = this.lines.scan(chunk, this.ranges);
+    if (end >= 0) return this.finish(chunk, end);
     return { chunks: this.output(chunk), done: false, rest: EMPTY };
   }
 

@@ -1,10 +1,12 @@
 // The transaction-state relay: client commands go upstream as they come (pipelining), and the
 // replies come back strictly in order through one pump. Which replies are multi-line follows from
 // the command. RETR/TOP bodies are collected (bounded), filtered (scan + action) and re-stuffed;
-// everything else streams. A body cut short upstream closes the client without the final dot.
+// everything else streams through exactly as the server sent it. A body cut short upstream closes
+// the client without the final dot.
 import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
-import type { MessageFilter, Refusal } from "../filter.ts";
+import type { MessageFilter, Refusal } from "../filter/index.ts";
+import { messageBuffer, releaseMessageBuffer } from "../filter/buffers.ts";
 import { DotEncoder } from "./dot.ts";
 import { filterCapa, multiLine } from "./capa.ts";
 import { latin1Bytes } from "./lines.ts";
@@ -44,7 +46,8 @@ const MAX_IN_FLIGHT = 64;
 // Streamed replies are written in pieces of at least this size (fewer writes, no tiny packets).
 const STREAM_PIECE = 64 * 1024;
 const CRLF = new Uint8Array([0x0d, 0x0a]);
-const BIG_MESSAGE = 8 * 1024 * 1024;
+// A scanned message bigger than this is delivered in slices of this size, one per event-loop turn.
+const DELIVER_SLICE = 512 * 1024;
 
 const REFUSAL: Record<Refusal, () => Pop3Reply> = { tempfail: R.scanTempFail, "infected-partial": R.infectedPartial };
 
@@ -158,22 +161,28 @@ export class Relay {
     }
   }
 
-  /** Relays a multi-line body as it arrives, re-stuffed; pauses while the client's queue is full. */
+  /**
+   * Relays a multi-line body as it arrives, exactly as the server stuffed and ended it (nothing is
+   * changed, so nothing is decoded); pauses while the client's queue is full.
+   */
   private async stream(status: Uint8Array, count: boolean): Promise<void> {
-    const out = new Streamer(this, status);
+    const { client } = this.o;
+    this.write(status, CRLF);
     try {
-      await this.o.server.reader.readBody((c) => {
+      await this.o.server.reader.relayBody((c) => {
         if (count) this.o.stats.bytes += c.length;
-        return out.add(c);
+        this.write(c);
+        if (client.isClosed) throw new RelayAbort("client went away");
+        if (client.out.isFull) return client.out.room();
       }, this.o.limits.upstreamReadTimeout);
     } catch (e) {
+      if (e instanceof RelayAbort) throw e;
       // Partial body possibly sent: the only honest end is a closed connection without the dot.
       throw new RelayAbort(`upstream failed mid-body: ${(e as Error).message}`);
     }
-    await out.end();
   }
 
-  /** RETR/TOP with scanning: collect (bounded), filter, then send the outcome in one write. */
+  /** RETR/TOP with scanning: collect (bounded), filter on a scan worker, then send the outcome. */
   private async message(status: Uint8Array, expect: { msg: string; partial: boolean }): Promise<void> {
     const { log, limits } = this.o;
     const max = limits.maxMessageSize;
@@ -212,19 +221,36 @@ export class Relay {
     if (mode === "stream") return (streamer as Streamer | null)!.end();
     if (mode === "skip") { this.write(R.tooLarge().bytes()); return; }
     const raw = body.take();
-    // The socket chunks just copied are garbage now; for a big message, collect them before the
-    // scanner allocates its own copies, so a session's peak stays near message size x2, not x4.
-    if (raw.length >= BIG_MESSAGE) Bun.gc(true);
     const outcome = await this.o.filter!(raw, { msg: expect.msg, partial: expect.partial, log });
     if (outcome.detected) this.o.stats.detections++;
     if (outcome.kind === "refuse") {
+      releaseMessageBuffer(raw);
       this.write(REFUSAL[outcome.why]().bytes());
       return;
     }
-    const enc = new DotEncoder();
-    const stuffed = enc.push(outcome.bytes);
-    const statusLine = outcome.bytes === raw ? status : rewriteOctets(status, outcome.bytes.length);
-    this.write(statusLine, CRLF, ...stuffed, enc.end());
+    await this.deliver(status, raw, outcome.bytes);
+    // An unchanged message is sent as views of raw: its buffer is reused once they are written.
+    const { out } = this.o.client;
+    void out.empty().then(() => releaseMessageBuffer(raw));
+  }
+
+  /** Sends the filter's outcome for raw with its status line (the octet count fixed if it changed). */
+  private async deliver(status: Uint8Array, raw: Uint8Array, bytes: Uint8Array): Promise<void> {
+    const statusLine = bytes === raw ? status : rewriteOctets(status, bytes.length);
+    if (bytes.length <= DELIVER_SLICE) {
+      const enc = new DotEncoder();
+      this.write(statusLine, CRLF, ...enc.push(bytes), enc.end());
+      return;
+    }
+    // A big message goes out a slice per turn of the event loop: stuffing and writing 25 MB in
+    // one go would hold up every other session for as long (and Bun would copy what the socket
+    // cannot take yet).
+    const out = new Streamer(this, statusLine);
+    for (let at = 0; at < bytes.length; at += DELIVER_SLICE) {
+      await out.add(bytes.subarray(at, at + DELIVER_SLICE));
+      await nextTurn();
+    }
+    await out.end();
   }
 
   /** @internal for Streamer */
@@ -269,6 +295,10 @@ class Streamer {
   }
 }
 
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Size hint from "+OK 1234 octets" (RFC 1939 suggests it); 0 when absent. */
 function octetsHint(status: Uint8Array): number {
   const m = /^\+OK\s+(\d{1,12})/i.exec(Buffer.from(status).toString("latin1"));
@@ -282,13 +312,14 @@ class Collector {
 
   constructor(hint: number, private readonly max: number) {
     // The hint counts the message with CRLF line ends, the unstuffed body is that size or less.
-    this.buf = new Uint8Array(Math.min(Math.max(hint, 16 * 1024), max));
+    this.buf = messageBuffer(Math.min(Math.max(hint, 16 * 1024), max));
   }
 
   add(c: Uint8Array): void {
     if (this.len + c.length > this.buf.length) {
-      const next = new Uint8Array(Math.max(this.len + c.length, Math.min(this.max, this.buf.length * 2)));
+      const next = messageBuffer(Math.max(this.len + c.length, Math.min(this.max, this.buf.length * 2)));
       next.set(this.buf.subarray(0, this.len));
+      releaseMessageBuffer(this.buf);
       this.buf = next;
     }
     this.buf.set(c, this.len);

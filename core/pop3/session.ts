@@ -12,7 +12,7 @@ import { COMMANDS, type State } from "./commands.ts";
 import { filterCapa, multiLine } from "./capa.ts";
 import { ByteReader, ReadError, lineText } from "./lines.ts";
 import { ImapGreeting, connectAndSecure, isServerFault, parseRoutedName, routedLogin, upstreamFailure, type LoggedIn } from "./login.ts";
-import type { MessageFilter } from "../filter.ts";
+import type { MessageFilter } from "../filter/index.ts";
 import { Relay, type Expect, type RelayStats } from "./relay.ts";
 import { Pop3Reply, R, err } from "./replies.ts";
 import type { ServerConn } from "./server.ts";

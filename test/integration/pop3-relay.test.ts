@@ -341,6 +341,23 @@ describe("POP3 relay", () => {
     mock.stop();
   });
 
+  test("pass-through gives the client the very bytes the server sent: its stuffing, every reply", async () => {
+    const bodies = ["Subject: a\r\n\r\n.one\r\n..two\r\n.\r\nend\r\n", "Subject: b\r\n\r\n" + ".x\r\nplain line\r\n".repeat(50_000)];
+    const mock = await startMockPop3({ messages: bodies });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], excludedServers: ["127.0.0.0/8"] });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await login(c, mock);
+    for (const [i, body] of bodies.entries()) {
+      c.send(`RETR ${i + 1}`);
+      const r = await c.multi();
+      const wire = mockStuff(new TextEncoder().encode(body));
+      expect(Buffer.concat([r.body, Buffer.from(".\r\n")]).equals(Buffer.from(wire))).toBe(true);
+    }
+    c.send("LIST");
+    expect((await c.multi()).body.toString("latin1")).toBe(bodies.map((b, i) => `${i + 1} ${b.length}\r\n`).join(""));
+    mock.stop();
+  });
+
   test("excludedServers: relayed unscanned, and the log says which exclusion applied", async () => {
     const mock = await startMockPop3({ messages: [infectedMessage()] });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], excludedServers: ["127.0.0.0/8"] });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { DotDecoder, DotEncoder, concatBytes, stuffBody } from "../../../core/pop3/dot.ts";
+import { DotDecoder, DotEncoder, DotTerminatorScanner, concatBytes, stuffBody } from "../../../core/pop3/dot.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -123,6 +123,59 @@ describe("dot encoder", () => {
       if (!s.endsWith("\n")) s += "\r\n";
       const wire = enc(encodeAll([enc(s)]));
       expect(decodeAll(split(wire, randomCuts(2, wire.length, n + 1))).body).toBe(s);
+    }
+  });
+});
+
+/** Where the decoder says the body ends: the wire length minus what it hands back as the next reply. */
+function decoderEnd(bytes: Uint8Array): number {
+  const d = new DotDecoder();
+  const step = d.push(bytes);
+  return step.done ? bytes.length - step.rest.length : -1;
+}
+
+/** The scanner over chunks: the end as an offset into the whole stream, or -1. */
+function scannerEnd(chunks: Uint8Array[]): number {
+  const s = new DotTerminatorScanner();
+  let base = 0;
+  for (const c of chunks) {
+    const at = s.push(c);
+    if (at >= 0) return base + at;
+    base += c.length;
+  }
+  return -1;
+}
+
+describe("dot terminator scanner", () => {
+  const wires = [
+    ...CASES.map(([, wire]) => wire),
+    "a\n.\n", // bare-LF server
+    "a\r\n.\rb\r\n.\r\n", // ".\r" then data: not the end
+    "..\r\n...\r\n.\r\n",
+    "x\r\n.x\r\n.\r\n", // an unstuffed dot line (lenient servers) is data
+  ];
+  for (const wire of wires) {
+    test(`finds the end of ${JSON.stringify(wire)} where the decoder does, whole, byte by byte and in random splits`, () => {
+      const bytes = enc(wire + "+OK next\r\n.\r\n");
+      const end = decoderEnd(bytes);
+      expect(end).toBe(enc(wire).length);
+      expect(scannerEnd([bytes])).toBe(end);
+      expect(scannerEnd(Array.from(bytes, (_, i) => bytes.subarray(i, i + 1)))).toBe(end);
+      for (let seed = 1; seed < 60; seed++) expect(scannerEnd(split(bytes, randomCuts(4, bytes.length, seed)))).toBe(end);
+    });
+  }
+
+  test("agrees with the decoder on random stuffed bodies in random splits, and never ends a cut-off body", () => {
+    const alphabet = [".", "\r\n", "a", "\r", "\n", "..", "\n."];
+    let x = 11;
+    for (let n = 0; n < 300; n++) {
+      let s = "";
+      const len = (x = (x * 48271) % 2147483647) % 40;
+      for (let i = 0; i < len; i++) s += alphabet[(x = (x * 48271) % 2147483647) % alphabet.length];
+      const wire = enc(s + "\r\n.\r\n+OK");
+      const end = decoderEnd(wire);
+      expect(scannerEnd(split(wire, randomCuts(3, wire.length, n + 1)))).toBe(end);
+      if (end > 0) expect(scannerEnd([wire.subarray(0, end - 1)])).toBe(-1);
     }
   });
 });

@@ -1,12 +1,11 @@
 // The proxy's message filter, shared by every protocol: scan → action → quarantine for one
 // downloaded message. It answers with an outcome; each protocol turns a refusal into its own reply.
-import type { Logger } from "./log.ts";
-import type { Limits } from "./limits.ts";
-import type { QuarantineStore } from "./quarantine/store.ts";
-import { applyPolicy, type ActionPolicy } from "./rewrite/index.ts";
-import type { Engine } from "./scan/engine.ts";
-import { scanMessage } from "./scan/pipeline.ts";
-import { describeVerdict, type Verdict } from "./scan/verdict.ts";
+import type { Logger } from "../log.ts";
+import type { Limits } from "../limits.ts";
+import type { QuarantineStore } from "../quarantine/store.ts";
+import type { ActionPolicy } from "../rewrite/index.ts";
+import { describeVerdict, type Verdict } from "../scan/verdict.ts";
+import type { MessageScanner } from "./scan-job.ts";
 
 export interface FilterInfo {
   /** Message number (or UID) as the client named it. */
@@ -32,7 +31,8 @@ export type MessageFilter = (raw: Uint8Array, info: FilterInfo) => Promise<Filte
 
 /** What the filter needs from one configuration generation. */
 export interface FilterContext {
-  engine: Engine;
+  /** Scans and works out the action's copy: on the scan workers, or inline (scan-job.ts). */
+  scanner: MessageScanner;
   limits: Limits;
   policy: ActionPolicy;
   quarantine: QuarantineStore;
@@ -48,19 +48,16 @@ export async function filterMessage(ctx: FilterContext, raw: Uint8Array, info: F
   const { log } = info;
   let scanned;
   try {
-    scanned = await scanMessage(raw, { engine: ctx.engine, limits: ctx.limits });
+    scanned = await ctx.scanner(raw, { limits: ctx.limits, policy: ctx.policy, partial: info.partial });
   } catch (e) {
     log.error("scanner failed", { number: info.msg, error: e });
     return { kind: "refuse", why: "tempfail", detected: false };
   }
-  const { result, tree } = scanned;
-  const v = result.verdict;
+  const v = scanned.result.verdict;
   if (info.partial) return partialOutcome(raw, v, info, ctx.policy);
-  let outcome;
-  try {
-    outcome = applyPolicy(raw, tree, result, ctx.policy);
-  } catch (e) {
-    log.error("applying the action failed", { number: info.msg, error: e });
+  const outcome = scanned.rewrite;
+  if (!outcome) {
+    log.error("applying the action failed", { number: info.msg, error: scanned.rewriteError });
     return { kind: "refuse", why: "tempfail", detected: v.kind === "infected" };
   }
   if (outcome.disposition === "tempfail") {

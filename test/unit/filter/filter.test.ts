@@ -4,16 +4,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_CONFIG } from "../../core/config/types.ts";
-import { filterMessage, type FilterContext } from "../../core/filter.ts";
-import { DEFAULT_LIMITS } from "../../core/limits.ts";
-import { createLogger } from "../../core/log.ts";
-import { QuarantineStore } from "../../core/quarantine/store.ts";
-import { policyFromConfig } from "../../core/rewrite/index.ts";
-import { BuiltinEngine } from "../../core/scan/engines/builtin.ts";
-import { eicar } from "../helpers/eicar.ts";
-import { throwingEngine } from "../helpers/engine.ts";
-import { attachment, message, multipart } from "../helpers/messages.ts";
+import { DEFAULT_CONFIG } from "../../../core/config/types.ts";
+import { filterMessage, type FilterContext } from "../../../core/filter/index.ts";
+import { inlineScanner } from "../../../core/filter/scan-job.ts";
+import { DEFAULT_LIMITS } from "../../../core/limits.ts";
+import { createLogger } from "../../../core/log.ts";
+import { QuarantineStore } from "../../../core/quarantine/store.ts";
+import { policyFromConfig } from "../../../core/rewrite/index.ts";
+import { BuiltinEngine } from "../../../core/scan/engines/builtin.ts";
+import { eicar } from "../../helpers/eicar.ts";
+import { throwingEngine } from "../../helpers/engine.ts";
+import { attachment, message, multipart } from "../../helpers/messages.ts";
 
 const enc = new TextEncoder();
 const dec = (b: Uint8Array) => Buffer.from(b).toString("latin1");
@@ -26,7 +27,7 @@ afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
 
 function context(over: Partial<FilterContext> = {}, action = DEFAULT_CONFIG.action): FilterContext {
   return {
-    engine: BuiltinEngine.eicarOnly(),
+    scanner: inlineScanner(BuiltinEngine.eicarOnly()),
     limits: DEFAULT_LIMITS,
     policy: policyFromConfig({ ...DEFAULT_CONFIG, action }, "mailsentry test"),
     quarantine: new QuarantineStore(join(dir, `q-${Math.random().toString(36).slice(2)}`)),
@@ -64,7 +65,7 @@ describe("message filter", () => {
   });
 
   test("a failing engine is a temporary failure under the default onError", async () => {
-    expect(await run(context({ engine: throwingEngine() }), clean)).toEqual({ kind: "refuse", why: "tempfail", detected: false });
+    expect(await run(context({ scanner: inlineScanner(throwingEngine()) }), clean)).toEqual({ kind: "refuse", why: "tempfail", detected: false });
   });
 
   test("part of an infected message (TOP) is refused, unless the action is ignore; nothing is quarantined", async () => {

@@ -1,0 +1,207 @@
+// The scan workers: every downloaded message is scanned (and its cleaned copy made) on a worker
+// thread, so a 25 MB attachment being decoded and matched never holds up the event loop that
+// relays every other session's bytes. Each worker loads the signatures itself (an engine cannot
+// cross threads), so the engine's memory is paid once per worker: the pool is sized to the cores
+// left over by the event loop, and capped. A worker that dies or stops answering is replaced and
+// its job fails (the caller answers a temporary failure: nothing passes unscanned).
+import { availableParallelism } from "node:os";
+import type { LoadReport } from "../scan/signatures/load.ts";
+import type { MessageScanner, ScanJob, Scanned } from "./scan-job.ts";
+import type { FromWorker, ToWorker } from "./worker.ts";
+
+/** Past maxScanTime the pipeline stops by itself; a worker still busy this much later is stuck. */
+const STUCK_GRACE_MS = 10_000;
+const MAX_WORKERS = 4;
+
+/** One worker per core beyond the event loop's, at least one, at most MAX_WORKERS. */
+export function defaultPoolSize(): number {
+  return Math.max(1, Math.min(MAX_WORKERS, availableParallelism() - 1));
+}
+
+export interface PoolOptions {
+  /** Workers (default: defaultPoolSize()). */
+  size?: number;
+  /** How long past maxScanTime a worker may take before it is replaced. */
+  stuckGraceMs?: number;
+}
+
+interface Pending {
+  id: number;
+  raw: Uint8Array;
+  job: ScanJob;
+  done: PromiseWithResolvers<Scanned>;
+}
+
+interface Loaded {
+  identity: string;
+  signatureCount: number;
+  report: LoadReport;
+}
+
+/** Where the worker's module is: a compiled binary embeds it under the path build.ts gave it. */
+function workerUrl(): string {
+  return import.meta.url.includes("/$bunfs/") ? "./core/filter/worker.ts" : new URL("./worker.ts", import.meta.url).href;
+}
+
+class Slot {
+  private worker: Worker | null = null;
+  private loading: Promise<Loaded> | null = null;
+  busy: Pending | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly pool: ScanPool) {}
+
+  /** Starts the worker and loads the signatures (once; again after the worker was replaced). */
+  load(): Promise<Loaded> {
+    if (this.loading) return this.loading;
+    const worker = new Worker(workerUrl());
+    this.worker = worker;
+    const loaded = Promise.withResolvers<Loaded>();
+    worker.onmessage = (e: MessageEvent<FromWorker>) => {
+      const m = e.data;
+      if (m.type === "loaded") loaded.resolve(m);
+      else if (m.type === "load-failed") loaded.reject(new Error(m.message));
+      else this.answer(m);
+    };
+    worker.onerror = (e) => this.lost(worker, new Error(`scan worker failed: ${e.message}`), loaded);
+    worker.addEventListener("close", () => this.lost(worker, new Error("scan worker stopped"), loaded));
+    worker.postMessage({ type: "load", signatures: this.pool.signatures } satisfies ToWorker);
+    const loading = loaded.promise;
+    this.loading = loading;
+    // A worker that could not load is ended here; run() fails its job with the loader's error.
+    loading.catch(() => {
+      if (this.loading !== loading) return;
+      this.worker?.terminate();
+      this.worker = null;
+      this.loading = null;
+    });
+    return loading;
+  }
+
+  async run(p: Pending): Promise<void> {
+    this.busy = p;
+    try {
+      await this.load();
+    } catch (e) {
+      this.settle(p, e as Error);
+      return;
+    }
+    if (this.busy !== p) return; // failed while loading
+    const limit = p.job.limits.maxScanTime + this.pool.stuckGraceMs;
+    if (limit < 2 ** 31) {
+      this.timer = setTimeout(() => this.stop(new Error(`scan worker did not answer within ${limit} ms; it was restarted`)), limit);
+    }
+    // Bytes in shared memory (messageBuffer) go as they are: the worker only reads them, and the
+    // caller keeps them to deliver unchanged. Others are copied into a buffer the worker then owns;
+    // that copy is the one cost a big message puts on the event loop, so protocols collect into
+    // messageBuffer.
+    if (p.raw.buffer instanceof SharedArrayBuffer) {
+      this.worker!.postMessage({ type: "scan", id: p.id, raw: p.raw, job: p.job } satisfies ToWorker);
+    } else {
+      const raw = p.raw.slice();
+      this.worker!.postMessage({ type: "scan", id: p.id, raw, job: p.job } satisfies ToWorker, [raw.buffer as ArrayBuffer]);
+    }
+  }
+
+  private answer(m: Exclude<FromWorker, { type: "loaded" | "load-failed" }>): void {
+    const p = this.busy;
+    if (!p || p.id !== m.id) return;
+    if (m.type === "failed") { this.settle(p, new Error(m.message)); return; }
+    const scanned: Scanned = { result: m.result };
+    if (m.rewrite) scanned.rewrite = { ...m.rewrite, bytes: m.rewrite.bytes ?? p.raw };
+    if (m.rewriteError !== undefined) scanned.rewriteError = new Error(m.rewriteError);
+    this.settle(p, null, scanned);
+  }
+
+  private lost(worker: Worker, error: Error, loaded: PromiseWithResolvers<Loaded>): void {
+    loaded.reject(error);
+    if (worker === this.worker) this.stop(error);
+  }
+
+  private settle(p: Pending, error: Error | null, scanned?: Scanned): void {
+    if (this.busy !== p) return;
+    clearTimeout(this.timer);
+    this.busy = null;
+    if (error) p.done.reject(error);
+    else p.done.resolve(scanned!);
+    this.pool.next(this);
+  }
+
+  /** Ends the worker (its job, if any, fails with why); the next job starts a new one. */
+  stop(why = new Error("scan worker stopped")): void {
+    const w = this.worker;
+    this.worker = null;
+    this.loading = null;
+    w?.terminate();
+    if (this.busy) this.settle(this.busy, why);
+  }
+
+  get idle(): boolean { return this.busy === null; }
+}
+
+export class ScanPool {
+  private readonly slots: Slot[];
+  private readonly queue: Pending[] = [];
+  private nextId = 1;
+  private retired = false;
+
+  private constructor(readonly signatures: string | null, size: number, readonly stuckGraceMs: number, readonly loaded: Loaded) {
+    this.slots = Array.from({ length: size }, () => new Slot(this));
+  }
+
+  /**
+   * Starts the workers and loads the signatures in each; rejects as loading them on this thread
+   * would (a directory that cannot be read). Every worker must have read the same files.
+   */
+  static async open(signatures: string | null, opts: PoolOptions = {}): Promise<ScanPool> {
+    const size = Math.max(1, opts.size ?? defaultPoolSize());
+    const pool = new ScanPool(signatures, size, opts.stuckGraceMs ?? STUCK_GRACE_MS, { identity: "", signatureCount: 0, report: { files: [], unsupported: [], total: 0 } });
+    let answers: Loaded[];
+    try {
+      answers = await Promise.all(pool.slots.map((s) => s.load()));
+    } catch (e) {
+      pool.close();
+      throw e;
+    }
+    if (answers.some((a) => a.identity !== answers[0]!.identity)) {
+      pool.close();
+      throw new Error("the signature files changed while they were being loaded; try again");
+    }
+    Object.assign(pool.loaded, answers[0]);
+    return pool;
+  }
+
+  get identity(): string { return this.loaded.identity; }
+  get size(): number { return this.slots.length; }
+
+  readonly scan: MessageScanner = (raw, job) => {
+    const p: Pending = { id: this.nextId++, raw, job, done: Promise.withResolvers<Scanned>() };
+    const slot = this.slots.find((s) => s.idle);
+    if (slot) void slot.run(p);
+    else this.queue.push(p);
+    return p.done.promise;
+  };
+
+  /** @internal A slot finished a job: give it the next one, or let it go if the pool is retired. */
+  next(slot: Slot): void {
+    const p = this.queue.shift();
+    if (p) { void slot.run(p); return; }
+    if (this.retired) slot.stop();
+  }
+
+  /**
+   * No new sessions will use this pool (a reload built another): workers end as they go idle.
+   * Sessions still holding it can scan; a job then starts a worker again.
+   */
+  retire(): void {
+    this.retired = true;
+    for (const s of this.slots) if (s.idle) s.stop();
+  }
+
+  /** Ends every worker now; jobs in flight fail. */
+  close(): void {
+    this.retired = true;
+    for (const p of this.queue.splice(0)) p.done.reject(new Error("scanner stopped"));
+    for (const s of this.slots) s.stop();
+  }
+}

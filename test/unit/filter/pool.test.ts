@@ -1,0 +1,124 @@
+// The scan workers: the same answers as scanning inline (verdicts, cleaned copies, identities), an
+// unchanged message handed back as the very bytes the caller holds, and a worker that stops
+// answering replaced without losing the next message.
+import { afterAll, describe, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { DEFAULT_CONFIG } from "../../../core/config/types.ts";
+import { ScanPool } from "../../../core/filter/pool.ts";
+import { inlineScanner, type ScanJob } from "../../../core/filter/scan-job.ts";
+import { DEFAULT_LIMITS } from "../../../core/limits.ts";
+import { policyFromConfig } from "../../../core/rewrite/index.ts";
+import { BuiltinEngine } from "../../../core/scan/engines/builtin.ts";
+import { writeSigDir } from "../../helpers/clamav.ts";
+import { eicar } from "../../helpers/eicar.ts";
+import { attachment, message, multipart, pseudoRandom } from "../../helpers/messages.ts";
+
+const enc = new TextEncoder();
+const dec = (b: Uint8Array) => Buffer.from(b).toString("latin1");
+const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex");
+
+const job: ScanJob = { limits: DEFAULT_LIMITS, policy: policyFromConfig(DEFAULT_CONFIG, "mailsentry test", { sameSize: true }), partial: false };
+const clean = enc.encode(message(multipart("b", [attachment("notes.txt", "hello")])));
+const infected = enc.encode(message(multipart("b", [attachment("notes.txt", "hello"), attachment("x.com", eicar())])));
+const blob = pseudoRandom(4096, 7);
+const hashed = enc.encode(message(multipart("b", [attachment("blob.bin", blob)])));
+
+/** The same bytes in shared memory, as the POP3 relay collects a big message. */
+function shared(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  out.set(bytes);
+  return out;
+}
+
+const sigDir = writeSigDir({ "local.hdb": `${md5(blob)}:${blob.length}:Local.Blob\n` });
+const pools: ScanPool[] = [];
+async function open(dir: string | null, opts: Parameters<typeof ScanPool.open>[1] = {}): Promise<ScanPool> {
+  const p = await ScanPool.open(dir, opts);
+  pools.push(p);
+  return p;
+}
+afterAll(() => {
+  for (const p of pools) p.close();
+  rmSync(sigDir, { recursive: true, force: true });
+});
+
+describe("scan pool", () => {
+  test("a clean message comes back as the very bytes the caller holds, shared or not", async () => {
+    const pool = await open(null, { size: 1 });
+    for (const raw of [clean, shared(clean)]) {
+      const s = await pool.scan(raw, job);
+      expect(s.result.verdict).toEqual({ kind: "clean" });
+      expect(s.rewrite?.bytes).toBe(raw);
+      expect(s.rewrite?.applied).toBe("none");
+    }
+  });
+
+  test("an infected message: the same verdict and the same cleaned copy as scanning inline", async () => {
+    const pool = await open(null, { size: 1 });
+    const inline = await inlineScanner(BuiltinEngine.eicarOnly())(infected, job);
+    for (const raw of [infected, shared(infected)]) {
+      const s = await pool.scan(raw, job);
+      expect(s.result).toEqual(inline.result);
+      expect(s.result.verdict).toMatchObject({ kind: "infected", name: "Eicar-Test-Signature" });
+      expect(s.rewrite?.quarantine).toBe(true);
+      expect(dec(s.rewrite!.bytes)).toBe(dec(inline.rewrite!.bytes));
+      expect(s.rewrite!.bytes.length).toBe(raw.length); // sameSize: the announced size holds
+      expect(dec(s.rewrite!.bytes)).toContain("X-Virus-Status: Cleaned (Eicar-Test-Signature)");
+    }
+  });
+
+  test("a partial job gives only the verdict", async () => {
+    const pool = await open(null, { size: 1 });
+    const s = await pool.scan(infected, { ...job, partial: true });
+    expect(s.result.verdict.kind).toBe("infected");
+    expect(s.rewrite).toBeUndefined();
+  });
+
+  test("each worker loads the signature directory: its detections and its identity are the inline engine's", async () => {
+    const pool = await open(sigDir, { size: 2 });
+    const inline = await BuiltinEngine.load(sigDir);
+    expect(pool.identity).toBe(inline.engine.identity);
+    expect(pool.loaded.report.total).toBe(inline.report.total);
+    // Both workers answer (two jobs at once), both with the database's detection.
+    const [a, b] = await Promise.all([pool.scan(hashed, job), pool.scan(shared(hashed), job)]);
+    for (const s of [a, b]) expect(s.result.verdict).toMatchObject({ kind: "infected", name: "Local.Blob" });
+  });
+
+  test("a signature directory that cannot be read fails the start, naming the directory", async () => {
+    const missing = join(sigDir, "no-such-dir");
+    await expect(ScanPool.open(missing, { size: 1 })).rejects.toThrow(missing);
+  });
+
+  test("more messages than workers are queued and every one is answered, in any mix", async () => {
+    const pool = await open(null, { size: 2 });
+    const raws = Array.from({ length: 24 }, (_, i) => (i % 3 === 0 ? infected : i % 3 === 1 ? shared(clean) : hashed));
+    const out = await Promise.all(raws.map((r) => pool.scan(r, job)));
+    out.forEach((s, i) => expect(s.result.verdict.kind).toBe(i % 3 === 0 ? "infected" : "clean"));
+  });
+
+  test("a worker that does not answer in time is replaced: that job fails, the next one is scanned", async () => {
+    const pool = await open(null, { size: 1, stuckGraceMs: 0 });
+    const big = enc.encode(message(multipart("b", [attachment("big.bin", pseudoRandom(8 * 1024 * 1024, 3))])));
+    const slow: ScanJob = { ...job, limits: { ...DEFAULT_LIMITS, maxScanTime: 1 } };
+    await expect(pool.scan(big, slow)).rejects.toThrow(/did not answer within 1 ms/);
+    const next = await pool.scan(infected, job);
+    expect(next.result.verdict.kind).toBe("infected");
+  });
+
+  test("a retired pool lets its workers go, and still scans for a session that holds it", async () => {
+    const pool = await open(null, { size: 1 });
+    pool.retire();
+    expect((await pool.scan(infected, job)).result.verdict.kind).toBe("infected");
+  });
+
+  test("closing the pool fails the queued jobs instead of leaving them waiting", async () => {
+    const pool = await open(null, { size: 1 });
+    const first = pool.scan(infected, job);
+    const queued = pool.scan(clean, job);
+    pool.close();
+    await expect(queued).rejects.toThrow("scanner stopped");
+    await expect(first).rejects.toThrow();
+  });
+});
+
