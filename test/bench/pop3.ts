@@ -2,8 +2,8 @@
 // 1. Throughput: {Bun client, python poplib, curl, fetchmail} × {plain, POP3S on both legs}, scanning
 //    on, and pass-through (the server in excludedServers) for the first two; direct and proxied
 //    interleaved, medians; the ratio beside the proxy's own CPU seconds per 100 MB.
-// 2. One 25 MB message alone: the proxy's peak RSS, and the longest another session waits for a
-//    NOOP reply while the proxy holds and scans it.
+// 2. One 25 MB message alone: the proxy's peak RSS, and how much longer than direct another
+//    session waits for a NOOP reply while the proxy holds and scans it.
 // 3. 500 sessions at once from a python asyncio client, 10 × 100 KB messages each: errors, latency,
 //    peak RSS.
 // Exits 1 when a target is missed. Usage: bun test/bench/pop3.ts (MAILSENTRY_BIN selects the
@@ -144,16 +144,23 @@ function printTable(results: ModeResult[]): void {
 // ---- 2. one 25 MB message: memory, and what the other sessions feel ------------------------------------
 
 async function bigMessageRun(dir: string, dc: Dovecot, caFile: string): Promise<void> {
+  // The same download straight from Dovecot first: the NOOP wait it shows is the machine's (two
+  // clients and Dovecot share the cores), and what the proxy adds is measured against it.
+  const directPinger = await noopPinger(direct(dc, "bun", "warm", false));
+  await poplibDownload(direct(dc, "poplib", "big", false));
+  const base = await directPinger.stop();
   const proxy = await startProxy(dir, dc, true);
   try {
     const pinger = await noopPinger(proxied(proxy, caFile, dc, "bun", "warm", false));
     const s = await poplibDownload(proxied(proxy, caFile, dc, "poplib", "big", false));
     const stall = await pinger.stop();
     const rss = await proxy.peakRssMB();
+    const added = stall.maxMs - base.maxMs;
     console.log(`one 25 MB message (poplib): ${(s.wallMs / 1000).toFixed(2)} s; proxy peak RSS ${rss.toFixed(0)} MB (target <= ${TARGET_BIG_RSS_MB}); ` +
-      `another session's longest NOOP wait meanwhile ${stall.maxMs.toFixed(1)} ms over ${stall.pings} NOOPs (target <= ${TARGET_STALL_MS})`);
+      `another session's longest NOOP wait meanwhile ${stall.maxMs.toFixed(1)} ms over ${stall.pings} NOOPs, direct ${base.maxMs.toFixed(1)} ms ` +
+      `over ${base.pings}: the proxy adds ${added.toFixed(1)} ms (target <= ${TARGET_STALL_MS})`);
     if (rss > TARGET_BIG_RSS_MB) miss(`25 MB message: peak RSS ${rss.toFixed(0)} MB > ${TARGET_BIG_RSS_MB}`);
-    if (stall.maxMs > TARGET_STALL_MS) miss(`25 MB message: another session waited ${stall.maxMs.toFixed(1)} ms for a NOOP reply > ${TARGET_STALL_MS}`);
+    if (added > TARGET_STALL_MS) miss(`25 MB message: another session waited ${added.toFixed(1)} ms longer for a NOOP reply than direct > ${TARGET_STALL_MS}`);
   } finally {
     await proxy.stop();
   }
