@@ -6,8 +6,8 @@ import type { TLSOptions } from "bun";
 import type { Config } from "../config/types.ts";
 import { redactCommand, type Logger } from "../log.ts";
 import type { Channel } from "../net/queue.ts";
-import { parseHostPort, upstreamProblem } from "../net/security.ts";
-import { parseRoutedName, type RoutedName } from "../net/routing.ts";
+import { hasControlBytes, parseHostPort, upstreamProblem } from "../net/security.ts";
+import { parseRoutedName, passwordProblem, type RoutedName } from "../net/routing.ts";
 import { resolveHost, type Trust } from "../net/upstream.ts";
 import type { MessageFilter } from "../filter/index.ts";
 import { filterCapabilities, proxyCapabilities } from "./capability.ts";
@@ -305,6 +305,13 @@ export class ImapSession {
   /** LOGIN / AUTHENTICATE PLAIN: routed name (or the fixed server), upstream login, then the relay. */
   async login(tag: string, name: string, password: string): Promise<void> {
     const setup = { config: this.deps.config, trust: this.deps.trust, log: this.log };
+    // Refused before anything reaches the server, fixed upstream included: a CR or LF in either
+    // would split the upstream LOGIN line wherever it goes as a quoted string.
+    const bad = hasControlBytes(name) ? "control bytes in login name" : passwordProblem(password);
+    if (bad) {
+      this.log.info("login refused", { login: name.replace(/[\x00-\x1f\x7f]/g, "?"), reason: bad });
+      throw REFUSE.authFailed();
+    }
     let sec: SecuredImap;
     let user: string;
     let where: string;

@@ -38,6 +38,16 @@ export function parseRoutedName(s: string): RoutedName | string {
   return { user, host, port: Number(portText) };
 }
 
+/**
+ * Why a password cannot go upstream, or null. A CR or LF in it would end the PASS (or LOGIN) line
+ * early and make the rest a command of the client's choosing, with every later reply one step late;
+ * no other control byte has a place in a password either, so all of them are refused before anything
+ * is sent.
+ */
+export function passwordProblem(password: string): string | null {
+  return /[\x00-\x1f\x7f]/.test(password) ? "control bytes in password" : null;
+}
+
 /** AUTH PLAIN response "authzid\0authcid\0password" (RFC 4616), bytes kept as latin1 text. */
 export function parseAuthPlain(b64: string): { authzid: string; authcid: string; password: string } | string {
   const text = b64.trim();
@@ -47,6 +57,9 @@ export function parseAuthPlain(b64: string): { authzid: string; authcid: string;
   if (parts.length !== 3) return "AUTH PLAIN response is not authzid\\0authcid\\0password";
   const [authzid, authcid, password] = parts as [string, string, string];
   if (!authcid) return "AUTH PLAIN response has no user name";
+  if (hasControlBytes(authzid) || hasControlBytes(authcid)) return "control bytes in AUTH PLAIN user name";
+  const bad = passwordProblem(password);
+  if (bad) return bad;
   return { authzid, authcid, password };
 }
 

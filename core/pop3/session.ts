@@ -6,6 +6,7 @@ import type { TLSOptions } from "bun";
 import type { Config } from "../config/types.ts";
 import { redactCommand, type Logger } from "../log.ts";
 import type { Channel } from "../net/queue.ts";
+import { passwordProblem } from "../net/routing.ts";
 import { parseHostPort } from "../net/security.ts";
 import { resolveHost, type Trust } from "../net/upstream.ts";
 import { COMMANDS, type State } from "./commands.ts";
@@ -245,6 +246,11 @@ export class Pop3Session {
       this.log.info("login refused", { login: nameText.replace(/[\r\n\0]/g, "?"), reason: name });
       return this.reply(R.authFailed());
     }
+    const bad = passwordProblem(password);
+    if (bad) {
+      this.log.info("login refused", { user: name.user, reason: bad });
+      return this.reply(R.authFailed());
+    }
     let done: LoggedIn;
     try {
       done = await routedLogin({ config: this.deps.config, trust: this.deps.trust, log: this.log }, { name, password });
@@ -260,6 +266,11 @@ export class Pop3Session {
   /** Fixed upstream: a login command goes to the server as it is; success opens the transaction. */
   async relayLogin(line: Uint8Array, verb: "USER" | "PASS" | "APOP" | "AUTH", userForLog: string): Promise<void> {
     const server = this.server!;
+    // The line goes upstream as it is, so nothing in it may end it early there (a bare CR) or cut it.
+    if (hasLineBreakers(line)) {
+      this.log.info("login refused", { reason: `control bytes in ${verb} line` });
+      return this.reply(R.authFailed());
+    }
     if (verb === "USER" || verb === "APOP") this.user = userForLog;
     server.send(line);
     for (;;) {
@@ -268,6 +279,12 @@ export class Pop3Session {
         this.send(st.line + CRLF_TEXT);
         const answer = await this.clientLine();
         if (answer === null) return;
+        if (hasLineBreakers(answer)) {
+          this.log.info("login refused", { reason: "control bytes in AUTH response" });
+          server.send("*"); // cancels the exchange upstream (RFC 5034)
+          await server.status().catch(() => null);
+          return this.reply(R.authFailed());
+        }
         server.send(answer);
         continue;
       }
@@ -447,4 +464,9 @@ export class Pop3Session {
     };
     this.idleTimer = setTimeout(check, limit);
   }
+}
+
+/** A CR or NUL inside a client line would end or cut it on a server that reads lines its own way. */
+function hasLineBreakers(line: Uint8Array): boolean {
+  return line.includes(0x0d) || line.includes(0x00);
 }
