@@ -8,18 +8,20 @@
 //    peak RSS.
 // Exits 1 when a target is missed. Usage: bun test/bench/pop3.ts (MAILSENTRY_BIN selects the
 // compiled binary; BENCH_RUNS, BENCH_MODES e.g. "poplib-plain-scan,curl-tls-scan", BENCH_LOAD=0
-// skips 2 and 3, BENCH_PROFILE=DIR writes --cpu-prof-md profiles of the proxy).
+// skips 2 and 3, BENCH_PROFILE=DIR writes --cpu-prof-md profiles of the proxy, BENCH_THREADS=1 prints
+// each proxied run's CPU and page faults per thread).
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
 import { bigMessage, MB, mixedMessages, sizedMessage } from "./mailbox.ts";
 import { asyncioLoad, bunDownload, curlDownload, fetchmailDownload, noopPinger, poplibDownload, type DownloadStats, type Pop3Target } from "./pop3-client.ts";
-import { proxyCommand, spawnProxy, type ProxyProcess } from "./proxy-process.ts";
+import { proxyCommand, spawnProxy, threadDelta, type ProxyProcess, type ThreadTimes } from "./proxy-process.ts";
 import { median, percentile } from "./stats.ts";
 
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 500);
+const THREADS = process.env.BENCH_THREADS === "1";
 const TARGET_RATIO = 1.15;
 const TARGET_SCAN_CPU = 0.6; // s per 100 MB, scanning on
 const TARGET_PASS_CPU = 0.25; // s per 100 MB, relayed unscanned
@@ -80,15 +82,19 @@ function download(dir: string, client: Client, t: Pop3Target, count: number): Pr
 
 // ---- 1. throughput ------------------------------------------------------------------------------------
 
-interface ModeResult { mode: Mode; direct: number[]; proxied: number[]; cpu: number[] }
+interface ModeResult { mode: Mode; direct: number[]; proxied: number[]; cpu: number[]; firstPassCpu: number }
 
 async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode, count: number): Promise<ModeResult> {
-  const r: ModeResult = { mode, direct: [], proxied: [], cpu: [] };
+  const r: ModeResult = { mode, direct: [], proxied: [], cpu: [], firstPassCpu: 0 };
   const proxy = await startProxy(dir, dc, mode.scan);
   try {
-    // Warm-ups, unmeasured: Dovecot's caches on this mailbox, the proxy's JIT on another one.
+    // Warm-ups, outside the medians: Dovecot's caches on this mailbox, and the proxy on another one
+    // of the same shape (POP3 keeps no verdicts, so nothing carries over but the JIT and the heap a
+    // fresh process grows into; that first pass's CPU is reported on its own).
     const reference = await download(dir, mode.client, direct(dc, mode.client, "mixed", mode.tls), count);
-    await download(dir, mode.client, proxied(proxy, caFile, dc, mode.client, "warm", mode.tls), 12);
+    const w0 = await proxy.cpuSeconds();
+    const warm = await download(dir, mode.client, proxied(proxy, caFile, dc, mode.client, "warm", mode.tls), count);
+    r.firstPassCpu = (await proxy.cpuSeconds() - w0) / (warm.bytes / (100 * MB));
     const check = (what: string, s: DownloadStats) => {
       if (s.messages !== reference.messages || s.bytes !== reference.bytes) {
         throw new Error(`${what}: ${s.messages} messages, ${s.bytes} bytes; direct gave ${reference.messages}, ${reference.bytes}`);
@@ -100,9 +106,11 @@ async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode,
       r.direct.push(s.wallMs);
     };
     const runProxied = async () => {
+      const t0 = THREADS ? await proxy.threads() : null;
       const c0 = await proxy.cpuSeconds();
       const s = await download(dir, mode.client, proxied(proxy, caFile, dc, mode.client, "mixed", mode.tls), count);
       const c1 = await proxy.cpuSeconds();
+      if (t0) printThreads(modeName(mode), threadDelta(t0, await proxy.threads()), reference.bytes);
       check("proxied", s);
       r.proxied.push(s.wallMs);
       r.cpu.push((c1 - c0) / (reference.bytes / (100 * MB)));
@@ -117,6 +125,13 @@ async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode,
     await proxy.stop();
   }
   return r;
+}
+
+/** BENCH_THREADS=1: each proxied run's CPU and page faults per thread, per 100 MB moved. */
+function printThreads(name: string, threads: ThreadTimes[], bytes: number): void {
+  const per = (100 * MB) / bytes;
+  const cells = threads.map((t) => `${t.name} ${(t.user * per).toFixed(2)}u+${(t.sys * per).toFixed(2)}s ${Math.round(t.faults * per)}flt`);
+  console.log(`  ${name} per 100 MB: ${cells.join(", ")}`);
 }
 
 function printTable(results: ModeResult[]): void {
@@ -200,7 +215,7 @@ try {
   const mixed = mixedMessages(200, 1);
   const loadBox = Array.from({ length: 10 }, (_, i) => sizedMessage(i, 100 * 1024));
   await dc.seed("mixed", [...mixed, bigMessage(25)]);
-  await dc.seed("warm", mixedMessages(12, 3));
+  await dc.seed("warm", [...mixedMessages(200, 3), bigMessage(25)]);
   await dc.seed("big", [bigMessage(25)]);
   await dc.seed("load", loadBox);
   const count = mixed.length + 1;
@@ -223,7 +238,7 @@ try {
     try {
       const r = await measureMode(dir, dc, caFile, mode, count);
       console.log(`${modeName(mode).padEnd(20)} direct ${median(r.direct).toFixed(0).padStart(6)} ms  proxied ${median(r.proxied).toFixed(0).padStart(6)} ms  ` +
-        `ratio ${(median(r.proxied) / median(r.direct)).toFixed(2)}  proxy CPU ${median(r.cpu).toFixed(2)} s/100 MB`);
+        `ratio ${(median(r.proxied) / median(r.direct)).toFixed(2)}  proxy CPU ${median(r.cpu).toFixed(2)} s/100 MB (a fresh proxy's first pass ${r.firstPassCpu.toFixed(2)})`);
       results.push(r);
     } catch (e) {
       miss(`${modeName(mode)}: failed: ${(e as Error).message}`);

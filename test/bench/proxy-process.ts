@@ -1,7 +1,7 @@
 // `mailsentry serve` as a subprocess for the benchmarks: started on a written config, ready once
 // it logs that it runs; its own CPU seconds and memory read from /proc, its log kept for errors.
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 export interface ProxyProcess {
@@ -10,6 +10,8 @@ export interface ProxyProcess {
   stateDir: string;
   /** utime + stime so far, in seconds. */
   cpuSeconds(): Promise<number>;
+  /** Its threads' counters now (threadDelta compares two). */
+  threads(): Promise<Map<string, ThreadTimes>>;
   /** Peak resident set so far (VmHWM), MB. */
   peakRssMB(): Promise<number>;
   /** Resident set now and its peak so far, MB. */
@@ -20,6 +22,34 @@ export interface ProxyProcess {
 }
 
 const CLK_TCK = 100; // Linux USER_HZ: /proc/PID/stat counts CPU time in these ticks
+
+/** One thread's counters: its name (comm), CPU seconds (user, system) and minor page faults. */
+export interface ThreadTimes { name: string; user: number; sys: number; faults: number }
+
+/** Every live thread of pid by TID (`bun.exe` is the event loop, `Worker` a scan worker). */
+export async function threadsOf(pid: number): Promise<Map<string, ThreadTimes>> {
+  const out = new Map<string, ThreadTimes>();
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => "");
+    if (!stat) continue; // the thread ended in between
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    out.set(tid, { name, user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK, faults: Number(f[7]) });
+  }
+  return out;
+}
+
+/** What each thread name spent between two snapshots (threads that came and went count from 0). */
+export function threadDelta(before: Map<string, ThreadTimes>, after: Map<string, ThreadTimes>): ThreadTimes[] {
+  const byName = new Map<string, ThreadTimes>();
+  for (const [tid, a] of after) {
+    const b = before.get(tid) ?? { name: a.name, user: 0, sys: 0, faults: 0 };
+    const t = byName.get(a.name) ?? { name: a.name, user: 0, sys: 0, faults: 0 };
+    t.user += a.user - b.user; t.sys += a.sys - b.sys; t.faults += a.faults - b.faults;
+    byName.set(a.name, t);
+  }
+  return [...byName.values()].filter((t) => t.user + t.sys > 0 || t.faults > 0).sort((x, y) => y.user + y.sys - (x.user + x.sys));
+}
 
 export async function cpuSecondsOf(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
@@ -99,6 +129,7 @@ async function spawnOnce(dir: string, config: object): Promise<ProxyProcess> {
     pid: proc.pid,
     stateDir: join(xdgState, "mailsentry"),
     cpuSeconds: () => cpuSecondsOf(proc.pid),
+    threads: () => threadsOf(proc.pid),
     peakRssMB: async () => (await memoryOf(proc.pid)).peakMB,
     memory: () => memoryOf(proc.pid),
     logTail: (n = 40) => log.slice(-n).join("\n"),
