@@ -1,9 +1,9 @@
 // The real-Dovecot environment the proxy's e2e tests stand on: it starts, serves seeded mail over
 // POP3, STLS and POP3S to real clients (python3 poplib, curl), and the bytes are the seeded ones.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { have } from "../helpers/clients.ts";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
 
-const have = (cmd: string) => Bun.which(cmd) !== null;
 const enc = new TextEncoder();
 
 const messages = [
@@ -102,8 +102,7 @@ describe.skipIf(!have("dovecot"))("private Dovecot", () => {
     }
   });
 
-  test("a client trusting another CA is refused on POP3S", async () => {
-    if (!have("curl")) return;
+  test.skipIf(!have("curl"))("a client trusting another CA is refused on POP3S", async () => {
     const r = await run(["curl", "-sS", "-u", "alice:alice-secret", `pop3s://127.0.0.1:${dc.ports.pop3s}/1`]);
     expect(r.code).not.toBe(0);
   });
@@ -126,8 +125,7 @@ describe.skipIf(!have("dovecot"))("private Dovecot", () => {
     expect(await dc.maildirMessages("alice")).toEqual(messages);
   });
 
-  test("wrong password is refused quickly", async () => {
-    if (!have("curl")) return;
+  test.skipIf(!have("curl"))("wrong password is refused quickly", async () => {
     const t = performance.now();
     const r = await run(["curl", "-sS", "-u", "alice:wrong", `pop3://127.0.0.1:${dc.ports.pop3}/1`]);
     expect(r.code).not.toBe(0);

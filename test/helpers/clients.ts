@@ -1,10 +1,28 @@
 // Real mail clients as subprocesses for the e2e tests: python3 poplib (driven by a list of
 // operations, results back as JSON with message bytes in base64), curl pop3:// and pop3s://, and
 // fetchmail with a generated owner-only rc file. Nothing here knows about the proxy.
+import { test } from "bun:test";
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
-export const have = (cmd: string): boolean => Bun.which(cmd) !== null;
+const reportedMissing = new Set<string>();
+
+/**
+ * Whether a program is installed; asked while tests are collected (in skipIf conditions, never in a
+ * test body). Off CI a missing one skips what needs it. With CI=true it also adds a failing test:
+ * .ci/run installs every program the suite uses, so one missing is a broken install step, and the
+ * tests that need it must not pass by being skipped.
+ */
+export function have(cmd: string): boolean {
+  if (Bun.which(cmd) !== null) return true;
+  if (process.env.CI === "true" && !reportedMissing.has(cmd)) {
+    reportedMissing.add(cmd);
+    test(`${cmd} is installed`, () => {
+      throw new Error(`${cmd} is not on PATH: with CI=true every program the tests use must be installed (.ci/run)`);
+    });
+  }
+  return false;
+}
 
 export interface RunResult {
   code: number;

@@ -1,6 +1,7 @@
 // A real POP3 client (python3 poplib) through the proxy: STLS with the proxy's CA, login by routed
 // name, LIST and RETR of a clean and an infected message.
 import { expect, test } from "bun:test";
+import { have } from "../helpers/clients.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,7 +9,7 @@ import { eicar } from "../helpers/eicar.ts";
 import { startMockPop3 } from "../helpers/mock-pop3.ts";
 import { startProxy } from "../helpers/proxy.ts";
 
-const hasPython = Bun.which("python3") !== null;
+const hasPython = have("python3");
 
 test.skipIf(!hasPython)("python3 poplib: STLS, USER/PASS, LIST, RETR", async () => {
   const dir = await mkdtemp(join(tmpdir(), "mailsentry-poplib-"));

@@ -3,6 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { realpathSync } from "node:fs";
 import { findLocalProcess, makeServerExclusion, matchApp } from "../../../core/net/exclusions.ts";
+import { have } from "../../helpers/clients.ts";
 
 describe("makeServerExclusion", () => {
   const match = makeServerExclusion(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]);
@@ -82,7 +83,7 @@ describe.skipIf(process.platform !== "linux")("findLocalProcess", () => {
     console.log(`findLocalProcess: ${ms.toFixed(1)} ms`);
   });
 
-  test.skipIf(!Bun.which("python3"))("finds a python3 child through a dual-stack listener (IPv4-mapped peer)", async () => {
+  test.skipIf(!have("python3"))("finds a python3 child through a dual-stack listener (IPv4-mapped peer)", async () => {
     const script = "import socket,sys,os\ns=socket.create_connection(('127.0.0.1',int(sys.argv[-1])))\ns.recv(1)";
     const { found, child, remoteAddress } = await lookupChild("::", ["python3", "-c", script]);
     expect(remoteAddress).toBe("::ffff:127.0.0.1");
@@ -91,7 +92,7 @@ describe.skipIf(process.platform !== "linux")("findLocalProcess", () => {
     expect(matchApp(["python3"], found!) ?? matchApp([found!.exe], found!)).not.toBeNull();
   });
 
-  test.skipIf(!Bun.which("python3"))("finds a python3 child connected over ::1", async () => {
+  test.skipIf(!have("python3"))("finds a python3 child connected over ::1", async () => {
     const script = "import socket,sys\ns=socket.create_connection(('::1',int(sys.argv[-1])))\ns.recv(1)";
     const { found, child } = await lookupChild("::1", ["python3", "-c", script]);
     expect(found?.pid).toBe(child.pid);
