@@ -121,7 +121,8 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
   const ctx = { engine: s.engine, limits: s.limits };
   let report: FileReport;
   try {
-    if (looksLikeMessage(input.data)) {
+    // A file named .eml is opened as a message by every mail client, whatever its header holds.
+    if (/\.eml$/i.test(file) || looksLikeMessage(input.data)) {
       const { result, tree } = await scanMessage(input.data, ctx);
       report = { ...fileReport(label, "message", result), messageId: messageId(tree) };
       if (s.cleanTo) {

@@ -39,11 +39,16 @@ export async function scanObject(data: Uint8Array, name: string, ctx: ScanContex
   return run.result();
 }
 
-/** True when the first lines look like a mail header block (or an mbox "From " line before one). */
+/**
+ * True when the first lines look like a mail header block (or an mbox "From " line before one), read
+ * as leniently as mail clients read it: a NUL or an 8-bit byte in a field does not make it something
+ * else (a client still opens it as a message, so it must be scanned as one), and a malformed line
+ * after real fields ends the block the way a lenient parser ends it. Text that merely has a colon in
+ * its first line, a zip or a bare EICAR file stays an object.
+ */
 export function looksLikeMessage(data: Uint8Array): boolean {
   const head = Buffer.from(data.buffer, data.byteOffset, Math.min(data.length, 8192));
-  if (head.indexOf(0) >= 0) return false;
-  const lines = head.toString("latin1").split(/\r?\n/);
+  const lines = head.toString("latin1").split(/\r\n|\r|\n/);
   if (lines.length < 2) return false; // a header block needs its terminating blank line (or more fields)
   let i = lines[0].startsWith("From ") ? 1 : 0;
   let fields = 0;
@@ -52,8 +57,12 @@ export function looksLikeMessage(data: Uint8Array): boolean {
     const line = lines[i];
     if (line === "") break;
     if ((line[0] === " " || line[0] === "\t") && fields > 0) continue; // folded continuation
-    const m = /^([!-9;-~]+):/.exec(line);
-    if (!m) return false;
+    // A field name is printable ASCII without ":" (RFC 5322); 8-bit bytes there are tolerated too.
+    const m = /^([!-9;-~\x80-\xff]+)[ \t]*:/.exec(line);
+    if (!m) {
+      if (fields === 0) return false;
+      break; // a lenient reader takes what came before as the header
+    }
     fields++;
     if (KNOWN_FIELDS.has(m[1].toLowerCase())) known = true;
   }

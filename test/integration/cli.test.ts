@@ -52,6 +52,20 @@ describe("scan-file", () => {
     expect(r.stdout).toContain(`${p("infected.eml")}: infected: Eicar-Test-Signature in attachment "e.com"`);
   });
 
+  test("an infected .eml with a NUL or 8-bit byte in its header is scanned as a message, not called clean", async () => {
+    const infected = infectedEml("h1");
+    const cases = {
+      "nul-in-subject.eml": infected.replace("Subject: bad h1", "Subject: bad\0h1"),
+      "latin1-in-subject.eml": infected.replace("Subject: bad h1", "Subject: caf\xe9 h1"),
+      "nul-line.eml": infected.replace("To: b@example.org", "\0"),
+    };
+    for (const [name, text] of Object.entries(cases)) await writeFile(p(name), Buffer.from(text, "latin1"));
+    const r = await run(["scan-file", "--json", ...Object.keys(cases).map(p)]);
+    expect(r.code).toBe(1);
+    const files = JSON.parse(r.stdout).files as { file: string; kind: string; verdict: string }[];
+    expect(files.map((f) => [f.kind, f.verdict])).toEqual(Object.keys(cases).map(() => ["message", "infected"]));
+  });
+
   test("raw files and archives are scanned as objects", async () => {
     const r = await run(["scan-file", "--json", p("eicar.com"), p("archive.zip")]);
     expect(r.code).toBe(1);

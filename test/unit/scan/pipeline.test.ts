@@ -339,6 +339,15 @@ describe("looksLikeMessage", () => {
     expect(looksLikeMessage(Buffer.from("From alice@example.org Mon Jan  1 10:00:00 2024\n" + HEAD.replaceAll("\r\n", "\n") + "\nbody\n"))).toBe(true);
     expect(looksLikeMessage(Buffer.from("Received: from x\r\n\tby y\r\nSubject: s\r\n\r\nb"))).toBe(true);
   });
+  test("a NUL or an 8-bit byte in the header, or a malformed line after real fields, is still a message", () => {
+    // Each was scanned as an opaque file and called clean, while every mail client opens it as mail.
+    const base = "From: a@example.org\r\nTo: b@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n\r\nbody\r\n";
+    expect(looksLikeMessage(Buffer.from(base.replace("Subject: s", "Subject: s\0x"), "latin1"))).toBe(true);
+    expect(looksLikeMessage(Buffer.from(base.replace("Subject: s", "Subject: caf\xe9"), "latin1"))).toBe(true);
+    expect(looksLikeMessage(Buffer.from(base.replace("Subject: s", "X-\xe9t\xe9: s"), "latin1"))).toBe(true);
+    expect(looksLikeMessage(Buffer.from(base.replace("To: b@example.org", "\0\0garbage line"), "latin1"))).toBe(true);
+    expect(looksLikeMessage(Buffer.from(base.replace("Subject: s", "Subject : s"), "latin1"))).toBe(true);
+  });
   test("archives, plain text and EICAR are not messages", async () => {
     expect(looksLikeMessage(await makeZip([{ name: "a", data: "b" }]))).toBe(false);
     expect(looksLikeMessage(Buffer.from("Dear Bob,\nthis is a letter: read it.\n"))).toBe(false);
