@@ -34,6 +34,17 @@ describe("POP3: control bytes in credentials", () => {
     expect(await c.line()).toStartWith("+OK");
   });
 
+  test("AUTH PLAIN with CR LF inside the user part of the routed name sends nothing upstream", async () => {
+    await using mock = await pop3Mock({ messages: ["Subject: x\r\n\r\nbody\r\n"], capa: USER_PASS_ONLY });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await c.line();
+    c.send(`AUTH PLAIN ${b64(`\0alice\r\nDELE 1/127.0.0.1:${mock.port}\0secret`)}`);
+    expect(await c.line()).toStartWith("-ERR [AUTH]");
+    expect(mock.commands.flat().filter((l) => LOGIN_COMMANDS.test(l))).toEqual([]);
+    expect(mock.deleted).toEqual([]);
+  });
+
   test("PASS with a bare CR or another control byte inside is refused", async () => {
     await using mock = await pop3Mock({ messages: [], capa: USER_PASS_ONLY });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });

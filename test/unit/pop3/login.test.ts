@@ -20,6 +20,8 @@ describe("routed login names", () => {
   test.each([
     "alice", "alice/", "/mail.example.org", "alice/mail.example.org:0", "alice/mail.example.org:70000",
     "alice/mail.example.org:x", "alice/mail\r\nexample.org", "alice\0/mail.example.org", "alice/bad host", "alice/a_b..c",
+    // A line break in the user part would end the upstream USER line and start a command.
+    "alice\r\nLIST/mail.example.org", "alice\r/mail.example.org", "alice\nDELE 1/mail.example.org",
   ])("refuses %j", (input) => {
     expect(typeof parseRoutedName(input)).toBe("string");
   });
