@@ -83,6 +83,25 @@ describe("POP3 faults", () => {
     mock.stop();
   });
 
+  test("upstream cut mid-message in an excluded session (relayed as the server sent it): closed without the dot", async () => {
+    const msg = bigMessage(500_000);
+    const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 100_000 } } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], excludedServers: ["127.0.0.1"] });
+    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.send("RETR 1");
+    // Settled by what arrives, not by a timeout: the connection closes, or a terminating dot shows.
+    const DOT = Buffer.from("\r\n.\r\n");
+    const seen = () => Buffer.concat(c.received);
+    while (!c.isClosed && !seen().includes(DOT)) await Bun.sleep(20);
+    const rest = seen().toString("latin1");
+    expect(rest).toStartWith("+OK");
+    // What arrived is the part the server sent, and nothing that ends it as a complete message.
+    expect(rest.length).toBeLessThan(100_100);
+    expect(rest).not.toContain("\r\n.\r\n");
+    expect(logObjects(proxy.logs).find((l) => l.msg === "session end")?.end).toStartWith("upstream fault");
+    mock.stop();
+  });
+
   test("a stalled upstream hits the read timeout and the client is closed without a dot", async () => {
     const mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"], faults: { stallRetr: 1 } });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { upstreamReadTimeout: 300 } });
