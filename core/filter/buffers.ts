@@ -46,7 +46,7 @@ export function releaseMessageBuffer(view: Uint8Array): void {
   keptBytes += cls;
 }
 
-/** Bytes kept for reuse now (status output and tests). */
+/** Bytes kept for reuse now (for tests). */
 export function keptMessageBytes(): number {
   return keptBytes;
 }

@@ -312,6 +312,11 @@ export class Channel {
 
   get isPaused(): boolean { return this.pauses.size > 0; }
 
+  // ---- socket events; the read budget (TURN_READ_BYTES): the turn last counted, what arrived in it
+  private turn = -1;
+  private readThisTurn = 0;
+  private turnPaused = false;
+
   /** @internal socket events */
   onData(chunk: Uint8Array): void {
     const turn = currentTurn();
@@ -331,9 +336,6 @@ export class Channel {
     if (this.transform) this.transform.input(chunk);
     else this.deliver(chunk);
   }
-  private turn = -1;
-  private readThisTurn = 0;
-  private turnPaused = false;
   onDrain(): void { this.out.drain(); }
   onHandshake(ok: boolean, error: Error | null): void {
     const w = this.handshakeWaiter;

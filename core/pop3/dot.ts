@@ -106,7 +106,7 @@ export class DotTerminatorScanner {
  * unstuffed copy, so a body of millions of ".x" lines costs no object per line.
  */
 export class DotDecoder {
-  private readonly lines = new DotTerminatorScanner();
+  private readonly terminator = new DotTerminatorScanner();
   private finished = false;
   private ranges: number[] = [];
 
@@ -115,7 +115,7 @@ export class DotDecoder {
   push(chunk: Uint8Array): DecodeStep {
     if (this.finished) return { chunks: [], done: true, rest: chunk };
     this.ranges.length = 0;
-    const end = this.lines.scan(chunk, this.ranges);
+    const end = this.terminator.scan(chunk, this.ranges);
     if (end >= 0) return this.finish(chunk, end);
     return { chunks: this.output(chunk), done: false, rest: EMPTY };
   }

@@ -7,7 +7,7 @@ import type { Config } from "../config/types.ts";
 import { redactCommand, type Logger } from "../log.ts";
 import type { Channel } from "../net/queue.ts";
 import { passwordProblem } from "../net/routing.ts";
-import { parseHostPort } from "../net/security.ts";
+import { hasControlBytes, parseHostPort } from "../net/security.ts";
 import { resolveHost, type Trust } from "../net/upstream.ts";
 import { COMMANDS, type State } from "./commands.ts";
 import { filterCapa, multiLine } from "./capa.ts";
@@ -267,7 +267,7 @@ export class Pop3Session {
   async relayLogin(line: Uint8Array, verb: "USER" | "PASS" | "APOP" | "AUTH", userForLog: string): Promise<void> {
     const server = this.server!;
     // The line goes upstream as it is, so nothing in it may end it early there (a bare CR) or cut it.
-    if (hasLineBreakers(line)) {
+    if (hasControlBytes(lineText(line))) {
       this.log.info("login refused", { reason: `control bytes in ${verb} line` });
       return this.reply(R.authFailed());
     }
@@ -279,7 +279,7 @@ export class Pop3Session {
         this.send(st.line + CRLF_TEXT);
         const answer = await this.clientLine();
         if (answer === null) return;
-        if (hasLineBreakers(answer)) {
+        if (hasControlBytes(lineText(answer))) {
           this.log.info("login refused", { reason: "control bytes in AUTH response" });
           server.send("*"); // cancels the exchange upstream (RFC 5034)
           await server.status().catch(() => null);
@@ -464,9 +464,4 @@ export class Pop3Session {
     };
     this.idleTimer = setTimeout(check, limit);
   }
-}
-
-/** A CR or NUL inside a client line would end or cut it on a server that reads lines its own way. */
-function hasLineBreakers(line: Uint8Array): boolean {
-  return line.includes(0x0d) || line.includes(0x00);
 }

@@ -37,6 +37,7 @@ export interface MockPop3 {
   /** Bytes written but not yet taken by the kernel (a reader that stopped reading makes this grow). */
   backlog(): number;
   stop(): void;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 const enc = new TextEncoder();
@@ -243,6 +244,7 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
     deleted,
     backlog,
     stop: () => server.stop(true),
+    [Symbol.asyncDispose]: async () => server.stop(true),
   };
 }
 

@@ -11,15 +11,9 @@ const b64 = (s: string) => Buffer.from(s, "latin1").toString("base64");
 const USER_PASS_ONLY = ["USER", "TOP", "UIDL"];
 const LOGIN_COMMANDS = /^(USER|PASS|AUTH|LIST|DELE|RETR)\b/i;
 
-/** The POP3 mock stops with stop(); this lets `await using` do it. */
-async function pop3Mock(o: Parameters<typeof startMockPop3>[0]) {
-  const mock = await startMockPop3(o);
-  return Object.assign(mock, { [Symbol.asyncDispose]: async () => mock.stop() });
-}
-
 describe("POP3: control bytes in credentials", () => {
   test("AUTH PLAIN with CR LF inside the password is refused before anything is sent upstream", async () => {
-    await using mock = await pop3Mock({ messages: ["Subject: x\r\n\r\nbody\r\n"], capa: USER_PASS_ONLY });
+    await using mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"], capa: USER_PASS_ONLY });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
     await using c = await TestClient.connect(proxy.ports.pop3);
     await c.line();
@@ -35,7 +29,7 @@ describe("POP3: control bytes in credentials", () => {
   });
 
   test("AUTH PLAIN with CR LF inside the user part of the routed name sends nothing upstream", async () => {
-    await using mock = await pop3Mock({ messages: ["Subject: x\r\n\r\nbody\r\n"], capa: USER_PASS_ONLY });
+    await using mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"], capa: USER_PASS_ONLY });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
     await using c = await TestClient.connect(proxy.ports.pop3);
     await c.line();
@@ -46,7 +40,7 @@ describe("POP3: control bytes in credentials", () => {
   });
 
   test("PASS with a bare CR or another control byte inside is refused", async () => {
-    await using mock = await pop3Mock({ messages: [], capa: USER_PASS_ONLY });
+    await using mock = await startMockPop3({ messages: [], capa: USER_PASS_ONLY });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
     for (const password of ["secret\rLIST", "sec\x00ret", "sec\x1bret"]) {
       await using c = await TestClient.connect(proxy.ports.pop3);
@@ -60,7 +54,7 @@ describe("POP3: control bytes in credentials", () => {
   });
 
   test("a fixed upstream gets no login line holding a bare CR or NUL, nor such an AUTH answer", async () => {
-    await using mock = await pop3Mock({ messages: [] });
+    await using mock = await startMockPop3({ messages: [] });
     await using proxy = await startProxy({
       listeners: {
         pop3: { enabled: true, addresses: [{ address: "127.0.0.1:0", upstream: `127.0.0.1:${mock.port}` }] },
