@@ -2,6 +2,14 @@
 // Names follow clamd's (MaxScanSize, MaxFileSize, …) so administrators recognise them.
 // 0 and Infinity are honest values ("nothing" / "no cap"); NaN, negatives and non-numbers are errors.
 
+/**
+ * Why a scan stopped short of the whole message. Most are limits; encrypted and corrupt are what a
+ * reader could not open. bomb: an archive member that inflates past maxFileSize at a ratio no real
+ * file has — a decompression bomb, told apart from a merely big member because it is an attack.
+ */
+export const UNSCANNED_REASONS = ["encrypted", "too-large", "too-deep", "too-many-files", "bomb", "corrupt", "time-limit"] as const;
+export type UnscannedReason = (typeof UNSCANNED_REASONS)[number];
+
 export interface ScanLimits {
   /** Bytes scanned per message (sum over every object scanned). clamd MaxScanSize. */
   maxScanSize: number;

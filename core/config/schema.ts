@@ -1,8 +1,8 @@
 // Validation of configuration input (file, environment, `config set`) against the shape in types.ts.
 // Every error names the source and the dotted key; unknown keys are errors; partial input merges over defaults.
 import { isIP } from "node:net";
-import { LimitError, resolveLimits } from "../limits.ts";
-import { DEFAULT_CONFIG, type Config, type ListenerAddress, type ListenerConfig, type Protocol } from "./types.ts";
+import { LimitError, resolveLimits, UNSCANNED_REASONS, type UnscannedReason } from "../limits.ts";
+import { DEFAULT_CONFIG, type Config, type ListenerAddress, type ListenerConfig, type Protocol, type UnscannedAction, type UnscannedPolicy } from "./types.ts";
 
 export class ConfigError extends Error {
   constructor(readonly source: string, readonly key: string, readonly problem: string) {
@@ -112,11 +112,27 @@ const implicitTlsPorts: Check = (v, key) => {
   return out;
 };
 
-/** One checker per top-level key (limits and listeners merge field by field instead). */
-const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners">, Check> = {
+const unscannedAction = oneOf("deliver", "delete", "quarantine", "tempfail");
+
+/** onUnscanned: one action for every reason, or some reasons named, merged over base. */
+function unscannedPolicy(v: unknown, key: string, base: UnscannedPolicy): UnscannedPolicy {
+  if (typeof v === "string") {
+    const action = unscannedAction(v, key) as UnscannedAction;
+    return Object.fromEntries(UNSCANNED_REASONS.map((r) => [r, action])) as UnscannedPolicy;
+  }
+  if (!isObject(v)) throw new Problem(key, `expected an action or { "<reason>": action } (reasons: ${UNSCANNED_REASONS.join(", ")}), got ${show(v)}`);
+  const out = { ...base };
+  for (const [reason, action] of Object.entries(v)) {
+    if (!(UNSCANNED_REASONS as readonly string[]).includes(reason)) throw new Problem(`${key}.${reason}`, `unknown reason (${UNSCANNED_REASONS.join(", ")})`);
+    out[reason as UnscannedReason] = unscannedAction(action, `${key}.${reason}`) as UnscannedAction;
+  }
+  return out;
+}
+
+/** One checker per top-level key (limits, listeners and onUnscanned merge field by field instead). */
+const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners" | "onUnscanned">, Check> = {
   signatures: nullableStr,
   action: oneOf("ignore", "clean", "delete", "rename", "quarantine", "auto-clean"),
-  onUnscanned: oneOf("deliver", "delete", "quarantine", "tempfail"),
   onError: oneOf("tempfail", "deliver", "delete"),
   tagClean: bool,
   subjectTag: str,
@@ -179,6 +195,8 @@ export function validateConfig(input: unknown, source: string, base: Readonly<Co
           if (e instanceof LimitError) throw new Problem(`limits.${e.key}`, e.message.replace(`${e.key}: `, ""));
           throw e;
         }
+      } else if (key === "onUnscanned") {
+        out.onUnscanned = unscannedPolicy(value, key, out.onUnscanned);
       } else if (key === "listeners") {
         out.listeners = listeners(value, "listeners", out.listeners);
       } else if (key in FIELDS) {
@@ -218,9 +236,18 @@ export function knownKey(path: string[]): boolean {
 export function canonicalKey(segments: string[]): string[] | null {
   let node: unknown = DEFAULT_CONFIG;
   const out: string[] = [];
-  for (const seg of segments) {
+  for (let i = 0; i < segments.length; i++) {
     if (!isObject(node)) return null;
-    const match = Object.keys(node).find((k) => k.toLowerCase() === seg.toLowerCase());
+    const keys = Object.keys(node);
+    const find = (seg: string) => keys.find((k) => k.toLowerCase() === seg.toLowerCase());
+    let seg = segments[i]!;
+    let match = find(seg);
+    // A key with dashes ("too-deep") reaches us from the environment split at "_": join it back.
+    for (let j = i + 1; !match && j < segments.length; j++) {
+      seg += "-" + segments[j];
+      match = find(seg);
+      if (match) i = j;
+    }
     if (!match) return null;
     out.push(match);
     node = node[match];

@@ -1,11 +1,16 @@
 // The configuration's shape and its defaults. Validation lives in schema.ts, loading in load.ts.
 // Every key has a visible default here so `config show` can print the effective configuration.
-import { DEFAULT_LIMITS, type Limits } from "../limits.ts";
+import { DEFAULT_LIMITS, type Limits, type UnscannedReason } from "../limits.ts";
 
 /** What happens to an infected message (DESIGN.md, Actions). */
 export type Action = "ignore" | "clean" | "delete" | "rename" | "quarantine" | "auto-clean";
 /** What happens to a message that could not be scanned completely (over a limit, encrypted, corrupt). */
 export type UnscannedAction = "deliver" | "delete" | "quarantine" | "tempfail";
+/**
+ * The action for each reason a message could not be scanned completely. A file may give one action
+ * for all ("quarantine") or name some reasons; the rest keep their defaults.
+ */
+export type UnscannedPolicy = Record<UnscannedReason, UnscannedAction>;
 /** What happens when the scanner itself fails. tempfail: POP3 -ERR [SYS/TEMP], IMAP NO [UNAVAILABLE]. */
 export type ErrorAction = "tempfail" | "deliver" | "delete";
 export type UpstreamTls = "required" | "opportunistic" | "off";
@@ -28,7 +33,7 @@ export interface Config {
   /** Directory of ClamAV signature files (.hdb .hsb .ndb .cvd .cld); null: EICAR only. */
   signatures: string | null;
   action: Action;
-  onUnscanned: UnscannedAction;
+  onUnscanned: UnscannedPolicy;
   onError: ErrorAction;
   /** Add X-Virus-Status/X-Virus-Scanned to clean messages too (they then stop being byte-identical). */
   tagClean: boolean;
@@ -65,7 +70,17 @@ export interface Config {
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   signatures: null,
   action: "auto-clean",
-  onUnscanned: "deliver",
+  // What a user cannot help (an encrypted archive, a big video, a slow scan) is delivered, tagged;
+  // depth, count, ratio and corruption are what evasions look like, so those are held back.
+  onUnscanned: {
+    encrypted: "deliver",
+    "too-large": "deliver",
+    "time-limit": "deliver",
+    "too-deep": "quarantine",
+    "too-many-files": "quarantine",
+    bomb: "quarantine",
+    corrupt: "quarantine",
+  },
   onError: "tempfail",
   tagClean: false,
   subjectTag: "",

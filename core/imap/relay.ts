@@ -7,6 +7,8 @@
 // never a short literal, never a tagged OK for it.
 import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
+import type { UnscannedPolicy } from "../config/types.ts";
+import type { UnscannedReason } from "../limits.ts";
 import type { MessageFilter } from "../filter/index.ts";
 import { filterCapabilityCode, filterCapabilityLine } from "./capability.ts";
 import { FetchResponse, isFetchResponse, literalItem, textItem, type FetchItem } from "./fetch-response.ts";
@@ -39,7 +41,8 @@ export interface RelayOptions {
   /** Memory for bodies held whole while they are scanned, shared by all sessions. */
   holdBudget: ByteBudget;
   limits: { maxMessageSize: number; upstreamReadTimeout: number; maxClientLine: number };
-  onUnscanned: "deliver" | "delete" | "quarantine" | "tempfail";
+  /** Per reason; a body over maxMessageSize follows its "too-large" entry. */
+  onUnscanned: UnscannedPolicy;
   /** "host:port" and user: the account part of every cache key. */
   account: { server: string; user: string };
   log: Logger;
@@ -294,7 +297,7 @@ export class ImapRelay {
     const key = this.key(uid);
     const entry = this.o.cache.get(key);
     if (!entry || entry.size === 0 || entry.bytes.length !== entry.size) return null;
-    if (entry.verdict.startsWith("unscanned") && this.o.onUnscanned !== "deliver") return null;
+    if (this.withholds(entry.verdict)) return null;
     return { key, entry };
   }
 
@@ -561,7 +564,7 @@ export class ImapRelay {
       }
       if (entry) {
         if (entry.changed) it.replacement = literalItem(it.name, this.cut(entry.bytes, it, f));
-        else if (entry.verdict.startsWith("unscanned") && this.o.onUnscanned !== "deliver") { it.replacement = [latin1Bytes(`${it.name} NIL`)]; if (f) f.withheld = true; }
+        else if (this.withholds(entry.verdict)) { it.replacement = [latin1Bytes(`${it.name} NIL`)]; if (f) f.withheld = true; }
         if (kind === "whole") this.o.stats.messages++;
         continue;
       }
@@ -620,7 +623,7 @@ export class ImapRelay {
   private async oversize(r: FetchResponse, item: FetchItem, size: number, flushPrefix: () => void, f: InFlight | undefined): Promise<void> {
     const { server, limits, log } = this.o;
     const uid = r.number("UID");
-    if (this.o.onUnscanned === "deliver" && item.info.kind !== "binary") {
+    if (this.o.onUnscanned["too-large"] === "deliver" && item.info.kind !== "binary") {
       log.warn("message too large to scan, delivered unscanned", { uid, size, maxMessageSize: limits.maxMessageSize });
       flushPrefix();
       await server.reader.readExact(size, async (c) => {
@@ -630,7 +633,7 @@ export class ImapRelay {
       r.literalStreamed();
       return;
     }
-    log.warn("message too large to scan, withheld", { uid, size, onUnscanned: this.o.onUnscanned });
+    log.warn("message too large to scan, withheld", { uid, size, onUnscanned: this.o.onUnscanned["too-large"] });
     await server.reader.readExact(size, () => {}, limits.upstreamReadTimeout);
     r.literalStreamed();
     item.written = false;
@@ -666,12 +669,18 @@ export class ImapRelay {
     this.o.cache.put(key, { ...entry, bytes: EMPTY });
   }
 
+  /** Whether a cached "unscanned (reason)" verdict means its body is withheld under onUnscanned. */
+  private withholds(verdict: string): boolean {
+    const m = /^unscanned \((.+)\)$/.exec(verdict);
+    return m !== null && this.o.onUnscanned[m[1] as UnscannedReason] !== "deliver";
+  }
+
   private knownSafe(r: FetchResponse): boolean {
     const uid = r.number("UID");
     if (uid === null) return false;
     const key = this.key(uid);
     const e = this.o.cache.get(key);
-    if (e) return !e.changed && !(e.verdict.startsWith("unscanned") && this.o.onUnscanned !== "deliver");
+    if (e) return !e.changed && !this.withholds(e.verdict);
     const size = r.number("RFC822.SIZE");
     return size !== null && (this.o.cleanIndex?.has({ ...key, size }) ?? false);
   }

@@ -5,6 +5,7 @@
 // the client without the final dot.
 import type { Channel } from "../net/queue.ts";
 import type { Logger } from "../log.ts";
+import type { UnscannedPolicy } from "../config/types.ts";
 import type { MessageFilter, Refusal } from "../filter/index.ts";
 import { messageBuffer, releaseMessageBuffer } from "../filter/buffers.ts";
 import { DotEncoder } from "./dot.ts";
@@ -32,7 +33,8 @@ export interface RelayOptions {
   /** null: relay unscanned (an exclusion applied). */
   filter: MessageFilter | null;
   limits: { maxMessageSize: number; upstreamReadTimeout: number; maxUpstreamLine: number };
-  onUnscanned: "deliver" | "delete" | "quarantine" | "tempfail";
+  /** Per reason; a message over maxMessageSize follows its "too-large" entry. */
+  onUnscanned: UnscannedPolicy;
   log: Logger;
   stats: RelayStats;
   /** Called on every byte handed to the client (idle tracking). */
@@ -198,7 +200,7 @@ export class Relay {
         size += c.length;
         if (mode === "collect") {
           if (size <= max) { body.add(c); return; }
-          if (this.o.onUnscanned === "deliver") {
+          if (this.o.onUnscanned["too-large"] === "deliver") {
             log.warn("message too large to scan, delivered unscanned", { number: expect.msg, maxMessageSize: max });
             mode = "stream";
             streamer = new Streamer(this, status);
@@ -206,7 +208,7 @@ export class Relay {
             const head = [latin1Bytes("X-Virus-Status: Unscanned (too-large)\r\n"), body.take(), c];
             return streamer.addAll(head);
           }
-          log.warn("message too large to scan, refused", { number: expect.msg, onUnscanned: this.o.onUnscanned, maxMessageSize: max });
+          log.warn("message too large to scan, refused", { number: expect.msg, onUnscanned: this.o.onUnscanned["too-large"], maxMessageSize: max });
           mode = "skip";
           body.take();
           return;

@@ -10,7 +10,7 @@ import { cutMessage, fitDrafts, type Draft } from "./fit.ts";
 import { encodeHeaderText, safeText, statusEdits } from "./headers.ts";
 import { decorated, DETAILS, noticeMessage, partNotice, type Detail, type NoticeText } from "./notice.ts";
 import { NO_PAD } from "./padding.ts";
-import { ORIGINAL_KEPT_NOTE, quarantinesInfected, type ActionPolicy } from "./policy.ts";
+import { ORIGINAL_KEPT_NOTE, quarantinesInfected, unscannedDecision, type ActionPolicy } from "./policy.ts";
 import { concat, lineEnding, splice, spliceChunks } from "./splice.ts";
 
 export { policyFromConfig, type ActionPolicy } from "./policy.ts";
@@ -44,22 +44,26 @@ export function applyPolicy(raw: Uint8Array, tree: MimePart, result: ScanResult,
     case "infected":
       return infected(ctx);
     case "unscanned":
-      return unscanned(ctx, v.reason, v.path);
+      return unscanned(ctx);
     case "error":
       return scanError(ctx);
   }
 }
 
-function unscanned(ctx: Ctx, reason: string, path: string): RewriteOutcome {
+function unscanned(ctx: Ctx): RewriteOutcome {
+  const { action, finding } = unscannedDecision(ctx.policy.onUnscanned, ctx.result.findings);
+  const v = finding?.verdict ?? ctx.result.verdict;
+  const reason = v.kind === "unscanned" ? v.reason : "unknown";
+  const path = v.kind === "unscanned" ? v.path : "";
   const status = `Unscanned (${reason})`;
-  switch (ctx.policy.onUnscanned) {
+  switch (action) {
     case "deliver":
       return tag(ctx, status, false);
     case "tempfail":
       return unchanged(ctx.raw, "tempfail");
     case "delete":
     case "quarantine": {
-      const quarantine = ctx.policy.onUnscanned === "quarantine";
+      const quarantine = action === "quarantine";
       const lines = [`mailsentry could not scan this message completely (${reason}${path ? ` at ${safeText(path)}` : ""}),`, "so it was withheld as configured."];
       return replace(ctx, status, false, quarantine, withheldText(lines, quarantine, ctx.policy, "mailsentry withheld this message (not scanned)."));
     }

@@ -1,10 +1,11 @@
 // The action policy: the slice of configuration that decides what happens to a scanned message.
 // Kept apart from Config so callers (CLI --clean-to, proxy) can override one field without a config.
-import type { Action, Config, ErrorAction, UnscannedAction } from "../config/types.ts";
+import type { Action, Config, ErrorAction, UnscannedAction, UnscannedPolicy } from "../config/types.ts";
+import type { Finding } from "../scan/verdict.ts";
 
 export interface ActionPolicy {
   action: Action;
-  onUnscanned: UnscannedAction;
+  onUnscanned: UnscannedPolicy;
   onError: ErrorAction;
   tagClean: boolean;
   subjectTag: string;
@@ -50,6 +51,24 @@ export function policyFromConfig(c: Config, product: string, over: Partial<Pick<
     addTags: true,
     ...over,
   };
+}
+
+/** How far each unscanned action keeps a message from the client as it is; the strictest reason wins. */
+const STRICTNESS: Record<UnscannedAction, number> = { deliver: 0, tempfail: 1, quarantine: 2, delete: 3 };
+
+/**
+ * The action for an unscanned result and the finding that decided it: every unscanned finding's
+ * reason is looked up and the strictest action wins, so an encrypted archive (delivered) beside a
+ * nesting bomb (quarantined) cannot carry the bomb through.
+ */
+export function unscannedDecision(policy: UnscannedPolicy, findings: readonly Finding[]): { action: UnscannedAction; finding: Finding | null } {
+  let best: { action: UnscannedAction; finding: Finding | null } = { action: "deliver", finding: null };
+  for (const f of findings) {
+    if (f.verdict.kind !== "unscanned") continue;
+    const action = policy[f.verdict.reason];
+    if (best.finding === null || STRICTNESS[action] > STRICTNESS[best.action]) best = { action, finding: f };
+  }
+  return best;
 }
 
 /**

@@ -1,7 +1,9 @@
 // What a scan found, as data. The action taken on it is decided elsewhere (core/rewrite), from
 // configuration; a verdict never says what to do. Over-limit is its own verdict, never "clean".
 
-export type UnscannedReason = "encrypted" | "too-large" | "too-deep" | "too-many-files" | "corrupt" | "time-limit";
+import type { UnscannedReason } from "../limits.ts";
+
+export type { UnscannedReason };
 
 export type Verdict =
   | { kind: "clean" }

@@ -4,14 +4,18 @@ import type { Socket } from "bun";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_CONFIG, type Config } from "../../core/config/types.ts";
-import type { Limits } from "../../core/limits.ts";
+import { DEFAULT_CONFIG, type Config, type UnscannedAction, type UnscannedPolicy } from "../../core/config/types.ts";
+import { UNSCANNED_REASONS, type Limits } from "../../core/limits.ts";
 import { createLogger } from "../../core/log.ts";
 import type { Engine } from "../../core/scan/engine.ts";
 import { Service } from "../../core/service.ts";
 import { ensureCa } from "../../core/tls/ca.ts";
 
-export type ConfigOverrides = Omit<Partial<Config>, "limits"> & { limits?: Partial<Limits> };
+export type ConfigOverrides = Omit<Partial<Config>, "limits" | "onUnscanned"> & {
+  limits?: Partial<Limits>;
+  /** One action for every reason, or some reasons over the defaults, as a config file may say. */
+  onUnscanned?: UnscannedAction | Partial<UnscannedPolicy>;
+};
 
 export interface StartedProxy {
   ports: { pop3: number; pop3s: number; imap: number; imaps: number };
@@ -43,6 +47,9 @@ export async function startProxy(overrides: ConfigOverrides = {}, opts: { engine
     },
     ...overrides,
     limits: { ...base.limits, ...(overrides.limits ?? {}) },
+    onUnscanned: typeof overrides.onUnscanned === "string"
+      ? Object.fromEntries(UNSCANNED_REASONS.map((r) => [r, overrides.onUnscanned]))
+      : { ...base.onUnscanned, ...(overrides.onUnscanned ?? {}) },
   } as Config;
   const logs: string[] = [];
   const echo = process.env.MAILSENTRY_TEST_LOG === "1";

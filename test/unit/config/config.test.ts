@@ -65,6 +65,16 @@ describe("loading", () => {
     expect([config.action, config.limits.maxFileSize, config.listeners.imap.enabled, config.excludedApps, config.signatures]).toEqual(["ignore", 2000, true, ["fetchmail", "mutt"], "/sigs"]);
   });
 
+  test("onUnscanned: one action for all reasons, or some reasons over the defaults, from a file or the environment", async () => {
+    const all = await loadConfig({ file: file({ onUnscanned: "tempfail" }), env: env({}) });
+    expect(new Set(Object.values(all.config.onUnscanned))).toEqual(new Set(["tempfail"]));
+    const some = await loadConfig({ file: file({ onUnscanned: { "too-deep": "deliver" } }), env: env({ MAILSENTRY_ONUNSCANNED_TOO_MANY_FILES: "delete" }) });
+    expect(some.config.onUnscanned).toEqual({ ...DEFAULT_CONFIG.onUnscanned, "too-deep": "deliver", "too-many-files": "delete" });
+    expect(DEFAULT_CONFIG.onUnscanned).toMatchObject({ encrypted: "deliver", "too-large": "deliver", "too-deep": "quarantine", bomb: "quarantine", corrupt: "quarantine" });
+    expect((await loadError(file({ onUnscanned: { deep: "deliver" } }))).message).toContain("onUnscanned.deep: unknown reason");
+    expect((await loadError(file({ onUnscanned: { corrupt: "pass" } }))).message).toContain("onUnscanned.corrupt: must be one of deliver, delete, quarantine, tempfail");
+  });
+
   test("the file named by MAILSENTRY_CONFIG is used; a missing explicit file is an error", async () => {
     const f = file({ tagClean: true });
     expect((await loadConfig({ env: env({ MAILSENTRY_CONFIG: f }) })).config.tagClean).toBe(true);

@@ -4,7 +4,8 @@ import PostalMime from "postal-mime";
 import { applyPolicy, policyFromConfig, type ActionPolicy } from "../../../core/rewrite/index.ts";
 import { parseMessage, walkParts } from "../../../core/mime/parse.ts";
 import type { MimePart } from "../../../core/mime/types.ts";
-import { DEFAULT_CONFIG } from "../../../core/config/types.ts";
+import { DEFAULT_CONFIG, type UnscannedAction, type UnscannedPolicy } from "../../../core/config/types.ts";
+import { UNSCANNED_REASONS, type UnscannedReason } from "../../../core/limits.ts";
 import type { ScanResult } from "../../../core/scan/verdict.ts";
 import { EICAR_TEXT } from "../../helpers/eicar.ts";
 import { EOLS, infectedAt, mixed, nested, plain } from "./fixtures.test.ts";
@@ -276,16 +277,54 @@ describe("unscanned and error verdicts", () => {
     expectUntouchedIdentical(raw, out.bytes, []);
   });
 
+  const all = (action: UnscannedAction): UnscannedPolicy => Object.fromEntries(UNSCANNED_REASONS.map((r) => [r, action])) as UnscannedPolicy;
+
   test("onUnscanned tempfail, delete, quarantine", () => {
     const raw = mixed("\r\n");
-    expect(run(raw, unscanned, { onUnscanned: "tempfail" })).toEqual({ disposition: "tempfail", bytes: raw, applied: "none", quarantine: false, removed: [] });
-    const del = run(raw, unscanned, { onUnscanned: "delete" });
+    expect(run(raw, unscanned, { onUnscanned: all("tempfail") })).toEqual({ disposition: "tempfail", bytes: raw, applied: "none", quarantine: false, removed: [] });
+    const del = run(raw, unscanned, { onUnscanned: all("delete") });
     expect([del.applied, del.quarantine]).toEqual(["replace", false]);
     expect(del.removed).toEqual([{ partId: "2", filename: "eicar.com", detection: 'not scanned (encrypted) at attachment "s.zip"' }]);
     expect(headers(del.bytes)[0]).toBe("X-Virus-Status: Unscanned (encrypted)");
-    const q = run(raw, unscanned, { onUnscanned: "quarantine" });
+    const q = run(raw, unscanned, { onUnscanned: all("quarantine") });
     expect([q.applied, q.quarantine]).toEqual(["replace", true]);
     expect(text(q.bytes)).toContain("could not scan this message completely (encrypted");
+  });
+
+  test("by default depth, count, ratio and corruption quarantine; encryption, size and time deliver tagged", () => {
+    const raw = mixed("\r\n");
+    const at = (reason: UnscannedReason): ScanResult => ({
+      verdict: { kind: "unscanned", reason, path: "x" },
+      findings: [{ partId: "2", verdict: { kind: "unscanned", reason, path: "x" } }],
+      bytesScanned: 1,
+      objects: 1,
+    });
+    const held = UNSCANNED_REASONS.filter((r) => run(raw, at(r)).quarantine);
+    expect(held.sort()).toEqual(["bomb", "corrupt", "too-deep", "too-many-files"]);
+    for (const r of ["encrypted", "too-large", "time-limit"] as const) {
+      const out = run(raw, at(r));
+      expect(out.applied).toBe("tag");
+      expect(headers(out.bytes)[0]).toBe(`X-Virus-Status: Unscanned (${r})`);
+    }
+  });
+
+  test("the strictest reason wins: an encrypted archive beside a nesting bomb is quarantined for the bomb", () => {
+    const raw = mixed("\r\n");
+    const two: ScanResult = {
+      verdict: { kind: "unscanned", reason: "encrypted", path: 'attachment "s.zip"' },
+      findings: [
+        { partId: "2", verdict: { kind: "unscanned", reason: "encrypted", path: 'attachment "s.zip"' } },
+        { partId: "3", verdict: { kind: "unscanned", reason: "too-deep", path: 'attachment "deep.zip"' } },
+      ],
+      bytesScanned: 1,
+      objects: 2,
+    };
+    const out = run(raw, two);
+    expect([out.applied, out.quarantine]).toEqual(["replace", true]);
+    expect(headers(out.bytes)[0]).toBe("X-Virus-Status: Unscanned (too-deep)");
+    expect(text(out.bytes)).toContain('(too-deep at attachment "deep.zip")');
+    // Told to deliver every reason, the same message is only tagged.
+    expect(run(raw, two, { onUnscanned: all("deliver") }).applied).toBe("tag");
   });
 
   test("onError tempfail (default), deliver, delete; the internal reason never reaches the client", () => {
@@ -304,7 +343,7 @@ describe("unscanned and error verdicts", () => {
 test("policyFromConfig copies the action settings and the product", () => {
   expect(policyFromConfig({ ...DEFAULT_CONFIG, subjectTag: "[V]", tagClean: true }, "p 1")).toEqual({
     action: "auto-clean",
-    onUnscanned: "deliver",
+    onUnscanned: DEFAULT_CONFIG.onUnscanned,
     onError: "tempfail",
     tagClean: true,
     subjectTag: "[V]",
