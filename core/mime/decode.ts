@@ -153,12 +153,14 @@ export interface UuBlock {
   end: number;
 }
 
-const BEGIN = Buffer.from("begin ");
+const BEGIN = Buffer.from("begin");
+const BEGIN_LINE = /^begin(-base64)? +[0-7]{1,4} +(.+?)\s*$/;
 
 /**
- * Finds uuencoded files in a text body: "begin <mode> <name>" at a line start, encoded lines, then
- * "end". Lenient: a missing "end" ends the block at the first line that is not uuencoded data or at
- * the end of the body; short or over-long lines decode what they hold.
+ * Finds uuencoded files in a body: "begin <mode> <name>" at a line start, encoded lines, then
+ * "end"; and the base64 form "begin-base64 <mode> <name>" … "====" (POSIX uuencode -m). Lenient:
+ * a missing end ends the block at the first line that is not encoded data or at the end of the
+ * body; short or over-long lines decode what they hold.
  */
 export function findUuencoded(body: Uint8Array): UuBlock[] {
   const b = asBuffer(body);
@@ -171,13 +173,30 @@ export function findUuencoded(body: Uint8Array): UuBlock[] {
     if (i > 0 && b[i - 1] !== LF) continue;
     const headEnd = lineEnd(b, i);
     const head = b.toString("latin1", i, trimEol(b, i, headEnd));
-    const m = /^begin [0-7]{1,4} +(.+?)\s*$/.exec(head);
+    const m = BEGIN_LINE.exec(head);
     if (!m) continue;
-    const { data, end } = decodeUuLines(b, headEnd);
-    blocks.push({ filename: m[1]!, data, start: i, end });
+    const { data, end } = m[1] ? decodeBase64Lines(b, headEnd) : decodeUuLines(b, headEnd);
+    blocks.push({ filename: m[2]!, data, start: i, end });
     pos = end;
   }
   return blocks;
+}
+
+/** The lines of a begin-base64 block up to "====" (or the first line that is not base64), decoded. */
+function decodeBase64Lines(b: Buffer, from: number): { data: Uint8Array; end: number } {
+  let pos = from;
+  while (pos < b.length) {
+    const next = lineEnd(b, pos);
+    const textEnd = trimEol(b, pos, next);
+    if (textEnd - pos === 4 && b.toString("latin1", pos, textEnd) === "====") {
+      return { data: decodeBase64(b.subarray(from, pos)), end: next };
+    }
+    for (let k = pos; k < textEnd; k++) {
+      if (B64_VALUE[b[k]!] === B64_JUNK && b[k] !== SP && b[k] !== TAB) return { data: decodeBase64(b.subarray(from, pos)), end: pos };
+    }
+    pos = next;
+  }
+  return { data: decodeBase64(b.subarray(from, pos)), end: pos };
 }
 
 function lineEnd(b: Buffer, pos: number): number {

@@ -4,16 +4,42 @@ import { asBuffer, trimEol } from "./bytes.ts";
 import type { HeaderField } from "./types.ts";
 
 const LF = 0x0a;
+const CR = 0x0d;
 const SP = 0x20;
 const TAB = 0x09;
 const COLON = 0x3a;
 
 /**
+ * Offset just past the line that starts at pos in b: after its LF, or, with bareCr, after a CR that
+ * no LF follows (some readers end header lines there, so an alternative reading must too).
+ */
+export function headerLineEnd(b: Buffer, pos: number, bareCr: boolean): number {
+  const nl = b.indexOf(LF, pos);
+  const end = nl === -1 ? b.length : nl + 1;
+  if (!bareCr) return end;
+  const line = b.subarray(pos, end);
+  for (let cr = line.indexOf(CR); cr !== -1; cr = line.indexOf(CR, cr + 1)) {
+    if (line[cr + 1] !== LF) return pos + cr + 1;
+  }
+  return end;
+}
+
+/** True when buf[start, end) holds a CR that no LF follows: readers disagree on where its lines end. */
+export function hasBareCr(buf: Uint8Array, start: number, end: number): boolean {
+  const b = asBuffer(buf).subarray(start, end);
+  for (let cr = b.indexOf(CR); cr !== -1; cr = b.indexOf(CR, cr + 1)) {
+    if (b[cr + 1] !== LF) return true;
+  }
+  return false;
+}
+
+/**
  * Splits buf[start, end) into header fields. Folded lines join the field above; a line that is
  * neither a field nor a fold (no colon, or a space in the name) is skipped, as mail clients do.
  * Values are latin1 views of the bytes with fold line ends removed and leading blanks trimmed.
+ * bareCr: a lone CR also ends a line (the reading of clients that split on any line break).
  */
-export function parseHeaderBlock(buf: Uint8Array, start: number, end: number): HeaderField[] {
+export function parseHeaderBlock(buf: Uint8Array, start: number, end: number, bareCr = false): HeaderField[] {
   // Work on a view of exactly [start, end) so no search ever runs past the block (a huge body
   // after a short header must not be scanned once per field).
   const b = asBuffer(buf).subarray(start, end);
@@ -30,8 +56,7 @@ export function parseHeaderBlock(buf: Uint8Array, start: number, end: number): H
   };
   let pos = 0;
   while (pos < len) {
-    const nl = b.indexOf(LF, pos);
-    const lineEnd = nl === -1 ? len : nl + 1;
+    const lineEnd = headerLineEnd(b, pos, bareCr);
     const textEnd = trimEol(b, pos, lineEnd);
     if (textEnd === pos) break; // blank line: end of the block
     const first = b[pos];
@@ -175,14 +200,29 @@ interface Segment { index: number; extended: boolean; text: string }
  * views of the raw bytes (a boundary must match byte for byte); RFC 2047 words are left for the caller.
  */
 export function parseHeaderValueWithParams(value: string): { value: string; params: Record<string, string> } {
-  const { extended: _, ...rest } = parseParams(value);
-  return rest;
+  const { value: v, params } = parseParams(value);
+  return { value: v, params };
 }
 
-/** parseHeaderValueWithParams, also naming the parameters that came in RFC 2231 form (already text). */
-export function parseParams(value: string): { value: string; params: Record<string, string>; extended: Set<string> } {
+export interface ParsedParams {
+  value: string;
+  params: Record<string, string>;
+  /** Parameters that came in RFC 2231 form (already text). */
+  extended: Set<string>;
+  /** Parameters given more than once with different values (plain and RFC 2231 forms included): readers disagree on them. */
+  conflicting: Set<string>;
+}
+
+/**
+ * parseHeaderValueWithParams, also naming the parameters that came in RFC 2231 form and those given
+ * twice. last: the other reading of a repeated parameter — the last plain occurrence wins, and a
+ * plain value wins over an RFC 2231 one (what readers that ignore RFC 2231 see).
+ */
+export function parseParams(value: string, last = false): ParsedParams {
   const pieces = splitParams(value);
   const params: Record<string, string> = Object.create(null);
+  const conflicting = new Set<string>();
+  const extended = new Set<string>();
   const continued = new Map<string, Map<number, Segment>>();
   for (let i = 1; i < pieces.length; i++) {
     const piece = pieces[i]!;
@@ -193,18 +233,20 @@ export function parseParams(value: string): { value: string; params: Record<stri
     const rawValue = unquote(piece.slice(eq + 1));
     const m = /^([^*]+)\*(?:(\d+)(\*)?)?$/.exec(rawName);
     if (!m) {
-      if (!(rawName in params)) params[rawName] = rawValue;
+      if (rawName in params && params[rawName] !== rawValue) conflicting.add(rawName);
+      if (last || !(rawName in params)) params[rawName] = rawValue;
       continue;
     }
     const name = m[1]!;
     const index = m[2] === undefined ? 0 : Number(m[2]);
-    const extended = m[2] === undefined ? true : m[3] === "*";
+    const encoded = m[2] === undefined ? true : m[3] === "*";
     let segs = continued.get(name);
     if (!segs) continued.set(name, (segs = new Map()));
     // First segment of each index wins; indexes are capped so a hostile header cannot make a huge sparse join.
-    if (index < 10_000 && !segs.has(index)) segs.set(index, { index, extended, text: rawValue });
+    if (index < 10_000 && !segs.has(index)) segs.set(index, { index, extended: encoded, text: rawValue });
   }
   for (const [name, bySegment] of continued) {
+    const plain = params[name];
     const segs = [...bySegment.values()].sort((a, b) => a.index - b.index);
     let charset = "";
     const bytes: Uint8Array[] = [];
@@ -221,7 +263,12 @@ export function parseParams(value: string): { value: string; params: Record<stri
       bytes.push(seg.extended ? percentBytes(text) : Buffer.from(text, "latin1"));
     }
     const joined = Buffer.concat(bytes);
-    params[name] = charset ? decodeCharset(joined, charset) : decodeRawText(joined.toString("latin1"));
+    const text = charset ? decodeCharset(joined, charset) : decodeRawText(joined.toString("latin1"));
+    if (plain !== undefined && plain !== text) conflicting.add(name);
+    if (plain === undefined || !last) {
+      params[name] = text;
+      extended.add(name);
+    }
   }
-  return { value: (pieces[0] ?? "").trim(), params: { ...params }, extended: new Set(continued.keys()) };
+  return { value: (pieces[0] ?? "").trim(), params: { ...params }, extended, conflicting };
 }

@@ -2,14 +2,20 @@
 // Buffer.indexOf, decoding nothing. Every offset indexes the caller's buffer; limits stop parsing
 // (marking the part truncated) instead of throwing, so hostile input costs bounded time.
 import { asBuffer } from "./bytes.ts";
-import { decodeEncodedWords, decodeWords, parseHeaderBlock, parseParams } from "./headers.ts";
-import type { HeaderField, MimePart } from "./types.ts";
+import { decodeEncodedWords, decodeWords, hasBareCr, headerLineEnd, parseHeaderBlock, parseParams } from "./headers.ts";
+import type { HeaderField, MimePart, Reading } from "./types.ts";
 
 export interface ParseOptions {
   /** Deepest part that may still have children or an inner message (root is 0). Default 16. */
   maxDepth?: number;
   /** Most multipart children in the whole tree. Default 10,000. */
   maxParts?: number;
+  /**
+   * How to read what readers disagree on. The default is the first occurrence of a repeated
+   * Content-* field or parameter (RFC 2231 form before plain) and LF line ends; the root's
+   * `ambiguities` says which other readings would give a different tree.
+   */
+  reading?: Reading;
 }
 
 const LF = 0x0a;
@@ -26,18 +32,60 @@ interface Ctx {
   maxDepth: number;
   maxParts: number;
   parts: number;
+  last: boolean;
+  bareCr: boolean;
+  /** Repeated fields or parameters with different values were seen. */
+  repeated: boolean;
+  /** A header block held a CR without LF. */
+  sawBareCr: boolean;
 }
 
 /** Parses a whole message. Never throws on malformed input. */
 export function parseMessage(buf: Uint8Array, opts: ParseOptions = {}): MimePart {
   const b = asBuffer(buf);
-  const ctx: Ctx = {
-    buf: b,
+  const ctx = newCtx(b, opts);
+  const root = parseEntity(ctx, 0, b.length, "", 0, "text/plain");
+  if (ctx.repeated || ctx.sawBareCr) root.ambiguities = { repeated: ctx.repeated, bareCr: ctx.sawBareCr };
+  return root;
+}
+
+/**
+ * The readings other than the default that give a different tree for this message (see
+ * ParseOptions.reading), from the ambiguities its default parse found; empty for most mail.
+ */
+export function otherReadings(root: MimePart): Reading[] {
+  const a = root.ambiguities;
+  if (!a) return [];
+  const out: Reading[] = [];
+  if (a.repeated) out.push({ last: true });
+  if (a.bareCr) out.push({ bareCr: true }, { bareCr: true, last: true });
+  return out;
+}
+
+/**
+ * A multipart body split with a boundary given by the caller rather than by its header: for a
+ * multipart whose own boundary never occurs, with the one its delimiter lines suggest. Ids are
+ * under parent.id; offsets index buf.
+ */
+export function splitWithBoundary(buf: Uint8Array, parent: MimePart, boundary: string, opts: ParseOptions = {}): MimePart[] {
+  const b = asBuffer(buf);
+  const ctx = newCtx(b, opts);
+  const copy: MimePart = { ...parent, params: { ...parent.params, boundary }, children: [] };
+  splitMultipart(ctx, copy);
+  return copy.children;
+}
+
+function newCtx(buf: Buffer, opts: ParseOptions): Ctx {
+  return {
+    buf,
     maxDepth: Math.min(opts.maxDepth ?? 16, HARD_MAX_DEPTH),
     maxParts: opts.maxParts ?? 10_000,
     parts: 0,
+    last: opts.reading?.last ?? false,
+    bareCr: opts.reading?.bareCr ?? false,
+    repeated: false,
+    sawBareCr: false,
   };
-  return parseEntity(ctx, 0, b.length, "", 0, "text/plain");
 }
 
 /** Depth-first, parents before children; a message/rfc822 part is followed by its inner message. */
@@ -76,12 +124,19 @@ function fileParam(p: ReturnType<typeof parseParams>, name: string): string | un
 }
 
 /** Offset just past the blank line ending the header block at start, or end when there is none. */
-function findHeaderEnd(view: Buffer, start: number, end: number): number {
+function findHeaderEnd(view: Buffer, start: number, end: number, bareCr: boolean): number {
   let pos = start;
   while (pos < end) {
     const c = view[pos];
     if (c === LF) return pos + 1;
-    if (c === CR && view[pos + 1] === LF) return pos + 2;
+    if (c === CR) {
+      if (view[pos + 1] === LF) return pos + 2;
+      if (bareCr) return pos + 1;
+    }
+    if (bareCr) {
+      pos = headerLineEnd(view, pos, true);
+      continue;
+    }
     const nl = view.indexOf(LF, pos);
     if (nl === -1) return end;
     pos = nl + 1;
@@ -89,12 +144,29 @@ function findHeaderEnd(view: Buffer, start: number, end: number): number {
   return end;
 }
 
+/**
+ * A Content-Transfer-Encoding value as readers act on it: RFC 822 comments ("base64 (fast)"),
+ * quotes, NULs and blanks removed, lower-cased; the first word counts.
+ */
+export function normalizeEncoding(raw: string): string {
+  let v = raw.replace(/\0/g, "");
+  for (let prev = ""; prev !== v; ) {
+    prev = v;
+    v = v.replace(/\([^()]*\)/g, " "); // innermost comments first, so nested ones go too
+  }
+  v = v.replace(/["\s]+/g, " ").trim().toLowerCase();
+  const space = v.indexOf(" ");
+  return (space === -1 ? v : v.slice(0, space)) || "7bit";
+}
+
+
 function parseEntity(ctx: Ctx, start: number, end: number, id: string, depth: number, defaultType: string): MimePart {
   const b = ctx.buf;
   // A view of exactly this entity, so no search runs past its end.
   const view = b.subarray(start, end);
-  const headerEnd = start + findHeaderEnd(view, 0, view.length);
-  const headers = parseHeaderBlock(b, start, headerEnd);
+  const headerEnd = start + findHeaderEnd(view, 0, view.length, ctx.bareCr);
+  const headers = parseHeaderBlock(b, start, headerEnd, ctx.bareCr);
+  if (!ctx.sawBareCr && hasBareCr(b, start, headerEnd)) ctx.sawBareCr = true;
   const part: MimePart = {
     id,
     start,
@@ -109,23 +181,34 @@ function parseEntity(ctx: Ctx, start: number, end: number, id: string, depth: nu
     children: [],
     depth,
   };
+  // A repeated field is read as its first occurrence, or its last in the other reading; a repeat
+  // with another value makes the message ambiguous, so the scanner reads it both ways.
   let ctRaw: string | undefined, cteRaw: string | undefined, cdRaw: string | undefined;
+  const last = ctx.last;
   for (const h of headers) {
     const n = h.name.toLowerCase();
-    if (n === "content-type") ctRaw ??= h.value;
-    else if (n === "content-transfer-encoding") cteRaw ??= h.value;
-    else if (n === "content-disposition") cdRaw ??= h.value;
+    if (n === "content-type") {
+      if (ctRaw !== undefined && ctRaw !== h.value) ctx.repeated = true;
+      if (last || ctRaw === undefined) ctRaw = h.value;
+    } else if (n === "content-transfer-encoding") {
+      if (cteRaw !== undefined && normalizeEncoding(cteRaw) !== normalizeEncoding(h.value)) ctx.repeated = true;
+      if (last || cteRaw === undefined) cteRaw = h.value;
+    } else if (n === "content-disposition") {
+      if (cdRaw !== undefined && cdRaw !== h.value) ctx.repeated = true;
+      if (last || cdRaw === undefined) cdRaw = h.value;
+    }
   }
-  const ct = ctRaw === undefined ? undefined : parseParams(ctRaw);
+  const ct = ctRaw === undefined ? undefined : parseParams(ctRaw, last);
   if (ct) {
     const type = ct.value.toLowerCase();
     part.contentType = TYPE_RE.test(type) ? type : "text/plain"; // RFC 2045 §5.2
     part.params = ct.params;
+    if (ct.conflicting.has("boundary")) ctx.repeated = true;
   }
-  if (cteRaw !== undefined) part.transferEncoding = cteRaw.trim().toLowerCase() || "7bit";
+  if (cteRaw !== undefined) part.transferEncoding = normalizeEncoding(cteRaw);
   let filename: string | undefined;
   if (cdRaw !== undefined) {
-    const cd = parseParams(cdRaw);
+    const cd = parseParams(cdRaw, last);
     part.disposition = cd.value.toLowerCase();
     filename = fileParam(cd, "filename");
   }

@@ -11,6 +11,14 @@ export interface HeaderField {
   end: number;
 }
 
+/** A way of reading what mail readers disagree on (see ParseOptions.reading). */
+export interface Reading {
+  /** The last of a repeated Content-* field or parameter wins (and a plain parameter over its RFC 2231 form). */
+  last?: boolean;
+  /** A CR without LF also ends a header line. */
+  bareCr?: boolean;
+}
+
 export interface MimePart {
   /** IMAP section number: "" for the message root, "1", "1.2", …; a message/rfc822 part's inner message keeps the part's id. */
   id: string;
@@ -40,4 +48,6 @@ export interface MimePart {
   depth: number;
   /** Set when parsing stopped early here (limit reached, e.g. "too-deep", "too-many-files"). */
   truncated?: "too-deep" | "too-many-files";
+  /** Root only: what makes other readings of this message differ (repeated Content-* fields or parameters, bare CRs in headers). */
+  ambiguities?: { repeated: boolean; bareCr: boolean };
 }

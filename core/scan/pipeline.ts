@@ -2,9 +2,11 @@
 // each handed to the engine under the ScanLimits. It reports what it found as a ScanResult; it never
 // decides an action. Awaits happen only when the engine is async or an archive is opened.
 import type { ScanLimits } from "../limits.ts";
+import { asBuffer } from "../mime/bytes.ts";
 import { decodePartBody, findUuencoded } from "../mime/decode.ts";
-import { parseMessage } from "../mime/parse.ts";
-import type { MimePart } from "../mime/types.ts";
+import { decodeBase64Runs, findDataUris, guessBoundary } from "../mime/embedded.ts";
+import { headerValue, otherReadings, parseMessage, splitWithBoundary } from "../mime/parse.ts";
+import type { MimePart, Reading } from "../mime/types.ts";
 import { readArchive, sniffArchive, type ArchiveKind } from "./archive/index.ts";
 import type { Detection, Engine } from "./engine.ts";
 import { worse, type Finding, type ScanResult, type UnscannedReason, type Verdict } from "./verdict.ts";
@@ -24,7 +26,7 @@ export async function scanMessage(
 ): Promise<{ result: ScanResult; tree: MimePart }> {
   const run = new Run(ctx);
   const root = tree ?? parseTree(raw, ctx.limits);
-  const walked = run.scanTree(raw, root, "", null, 0);
+  const walked = run.scanMessageTree(raw, root, "", null, 0);
   if (walked) await walked;
   const pending = run.scanRaw(raw);
   if (pending) await pending;
@@ -85,6 +87,8 @@ interface Leaf {
   depth: number;
   /** A message/rfc822 part the parser left closed (e.g. base64-encoded): decode, then walk it. */
   encodedMessage: boolean;
+  /** A multipart without parts (its boundary never occurs): readers show its body as text. */
+  unsplit: boolean;
 }
 
 /** Flattens the tree into leaves in document order; truncated and too-deep nodes become findings. */
@@ -104,12 +108,38 @@ function collectLeaves(
     for (const child of part.children) collectLeaves(buf, child, prefix, heldBy, false, depth, maxDepth, out, run);
     return;
   }
-  if (part.contentType.startsWith("multipart/")) return; // a multipart with no parts holds nothing to decode
-  const encodedMessage = !isRoot && MESSAGE_TYPES.has(part.contentType);
-  out.push({ buf, part, path: prefix + (encodedMessage ? messageLabel(part) : label(part, isRoot)), partId, depth, encodedMessage });
+  const unsplit = part.contentType.startsWith("multipart/");
+  const encodedMessage = !isRoot && isMessageType(part);
+  out.push({ buf, part, path: prefix + (encodedMessage ? messageLabel(part) : label(part, isRoot)), partId, depth, encodedMessage, unsplit });
 }
 
-const MESSAGE_TYPES = new Set(["message/rfc822", "message/global"]);
+/**
+ * Types whose body is a whole message: RFC 2046's and RFC 6532's, and those older software sends
+ * (news, forwards). Readers that drop blanks inside the type also open "message/rfc 822".
+ */
+const MESSAGE_TYPES = new Set(["message/rfc822", "message/global", "message/news", "message/x-forwarded"]);
+
+function isMessageType(part: MimePart): boolean {
+  if (MESSAGE_TYPES.has(part.contentType)) return true;
+  const raw = headerValue(part, "content-type");
+  if (raw === undefined) return false;
+  const semi = raw.indexOf(";");
+  return MESSAGE_TYPES.has((semi === -1 ? raw : raw.slice(0, semi)).replace(/[\s\0]+/g, "").toLowerCase());
+}
+
+/** Encodings whose body is the bytes as written. */
+const IDENTITY = new Set(["7bit", "8bit", "binary"]);
+
+/** A part a browser renders as HTML, where data: URIs become objects. */
+function isHtml(part: MimePart): boolean {
+  return part.contentType === "text/html" || part.contentType === "application/xhtml+xml" ||
+    part.contentType === "image/svg+xml" || /\.(x?html?|svg)$/i.test(part.filename ?? "");
+}
+
+function describeReading(r: Reading): string {
+  const how = [r.bareCr ? "a lone CR ending header lines" : "", r.last ? "the last of repeated header fields" : ""].filter(Boolean);
+  return `read with ${how.join(" and ")}`;
+}
 
 function label(part: MimePart, isRoot: boolean): string {
   if (part.filename) return `attachment "${part.filename}"`;
@@ -131,11 +161,26 @@ function baseName(path: string): string {
  * drops below the parser's own 16 levels: attached messages and archives are counted here, and a
  * low maxRecursion must not also cut the plain multipart structure of the message itself.
  */
-function parseTree(raw: Uint8Array, limits: ScanLimits): MimePart {
-  return parseMessage(raw, { maxParts: limits.maxFiles, maxDepth: Math.max(16, limits.maxRecursion + 1) });
+function parseTree(raw: Uint8Array, limits: ScanLimits, reading?: Reading): MimePart {
+  return parseMessage(raw, { maxParts: limits.maxFiles, maxDepth: Math.max(16, limits.maxRecursion + 1), reading });
 }
 
-const BEGIN = Buffer.from("begin ");
+const BEGIN = Buffer.from("begin");
+
+/** Runs steps in order, staying synchronous while they are; stops when the run has stopped. */
+function sequence(run: Run, steps: Array<() => void | Promise<void>>, from = 0): void | Promise<void> {
+  for (let i = from; i < steps.length; i++) {
+    if (run.stopped) return;
+    const pending = steps[i]!();
+    if (pending) return pending.then(() => sequence(run, steps, i + 1));
+  }
+}
+
+/** What identifies a leaf's scan within one buffer: the same bytes decoded the same way give the same verdict. */
+function leafKey(leaf: Leaf): string {
+  const p = leaf.part;
+  return `${p.bodyStart}:${p.bodyEnd}:${p.transferEncoding}:${p.contentType}:${p.filename ?? ""}:${leaf.encodedMessage}:${leaf.unsplit}`;
+}
 
 /** The state of one scan: findings, budgets and the deadline. One per message or file. */
 class Run {
@@ -161,22 +206,29 @@ class Run {
     this.findings.push({ verdict: { kind: "unscanned", reason, path }, partId });
   }
 
-  /** Every leaf of a (possibly nested) message tree, in document order; awaits only when something is async. */
-  scanTree(buf: Uint8Array, root: MimePart, prefix: string, heldBy: string | null, depth: number): void | Promise<void> {
-    const leaves: Leaf[] = [];
-    collectLeaves(buf, root, prefix, heldBy, true, depth, this.limits.maxRecursion, leaves, this);
-    for (let i = 0; i < leaves.length; i++) {
-      if (this.stopped) return;
-      const pending = this.scanLeaf(leaves[i]);
-      if (pending) return pending.then(() => this.scanLeaves(leaves, i + 1));
-    }
+  /**
+   * A message tree as parsed, then under every other reading its parse found ambiguous (repeated
+   * Content-* fields, lone CRs): different clients take different readings, so all are scanned and
+   * the worst verdict wins. A finding only another reading shows cannot be cleaned by part (the
+   * parts differ between readings), so it is held by the whole message (or the part holding it).
+   * Leaves every reading shares are scanned once.
+   */
+  scanMessageTree(buf: Uint8Array, root: MimePart, prefix: string, heldBy: string | null, depth: number): void | Promise<void> {
+    const readings = otherReadings(root);
+    if (readings.length === 0) return this.scanTree(buf, root, prefix, heldBy, depth, null);
+    const seen = new Set<string>();
+    return sequence(this, [
+      () => this.scanTree(buf, root, prefix, heldBy, depth, seen),
+      ...readings.map((r) => () => this.scanTree(buf, parseTree(buf, this.limits, r), prefix + describeReading(r) + SEP, heldBy ?? "", depth, seen)),
+    ]);
   }
 
-  private async scanLeaves(leaves: Leaf[], from: number): Promise<void> {
-    for (let i = from; i < leaves.length && !this.stopped; i++) {
-      const pending = this.scanLeaf(leaves[i]);
-      if (pending) await pending;
-    }
+  /** Every leaf of a (possibly nested) message tree, in document order; awaits only when something is async. */
+  scanTree(buf: Uint8Array, root: MimePart, prefix: string, heldBy: string | null, depth: number, seen: Set<string> | null): void | Promise<void> {
+    const leaves: Leaf[] = [];
+    collectLeaves(buf, root, prefix, heldBy, true, depth, this.limits.maxRecursion, leaves, this);
+    const todo = seen ? leaves.filter((leaf) => !seen.has(leafKey(leaf)) && !!seen.add(leafKey(leaf))) : leaves;
+    return sequence(this, todo.map((leaf) => () => this.scanLeaf(leaf)));
   }
 
   private scanLeaf(leaf: Leaf): void | Promise<void> {
@@ -188,17 +240,43 @@ class Run {
       return;
     }
     const name = leaf.part.filename ?? "";
-    const pending = this.scanItem(body, leaf.path, name, leaf.partId, leaf.depth, leaf.encodedMessage);
-    const uu = leaf.part.contentType.startsWith("text/") && Buffer.from(body.buffer, body.byteOffset, body.length).indexOf(BEGIN) >= 0;
-    if (!uu) return pending;
-    return (async () => {
-      if (pending) await pending;
-      for (const block of findUuencoded(body)) {
-        if (this.stopped) return;
-        const p = this.scanItem(block.data, `${leaf.path}${SEP}uuencoded "${block.filename}"`, block.filename, leaf.partId, leaf.depth, false);
-        if (p) await p;
+    const hidden = this.hiddenObjects(leaf, body);
+    const main = () => this.scanItem(body, leaf.path, name, leaf.partId, leaf.depth, leaf.encodedMessage);
+    return hidden.length === 0 ? main() : sequence(this, [main, ...hidden]);
+  }
+
+  /**
+   * What a reader can take out of a leaf beyond its decoded body, each as a scan step: uuencoded
+   * files (clients decode them from text and from unlabelled binary parts alike), base64 runs in
+   * text (a multipart whose boundary never occurs is text to most readers, its parts still
+   * readable), data: URIs in HTML, an encoded message's body as written (when it is a message
+   * as it stands), and the parts an unsplit multipart's own delimiter lines give.
+   */
+  private hiddenObjects(leaf: Leaf, body: Uint8Array): Array<() => void | Promise<void>> {
+    const { part, path, partId, depth } = leaf;
+    const steps: Array<() => void | Promise<void>> = [];
+    const add = (data: Uint8Array, where: string, name: string, asMessage = false) =>
+      steps.push(() => this.scanItem(data, path + SEP + where, name, partId, depth, asMessage));
+    const text = leaf.unsplit || part.contentType.startsWith("text/");
+    const identity = IDENTITY.has(part.transferEncoding);
+    if ((text || identity) && asBuffer(body).indexOf(BEGIN) >= 0) {
+      for (const block of findUuencoded(body)) add(block.data, `uuencoded "${block.filename}"`, block.filename);
+    }
+    if (text) decodeBase64Runs(body).forEach((data, i) => add(data, `base64 block ${i + 1}`, ""));
+    if (isHtml(part)) findDataUris(body).forEach((data, i) => add(data, `data: URI ${i + 1}`, ""));
+    if (leaf.encodedMessage && !identity) {
+      const asWritten = leaf.buf.subarray(part.bodyStart, part.bodyEnd);
+      if (looksLikeMessage(asWritten)) add(asWritten, "as written", "", true);
+    }
+    if (leaf.unsplit) {
+      const guess = guessBoundary(body, part.params.boundary ?? "");
+      if (guess !== null) {
+        const children = splitWithBoundary(leaf.buf, part, guess, { maxParts: this.limits.maxFiles, maxDepth: Math.max(16, this.limits.maxRecursion + 1) });
+        const split: MimePart = { ...part, children };
+        if (children.length > 0) steps.push(() => this.scanTree(leaf.buf, split, `${path}${SEP}split at "--${guess}"${SEP}`, partId, depth, null));
       }
-    })();
+    }
+    return steps;
   }
 
   /**
@@ -248,7 +326,7 @@ class Run {
       this.unscanned("too-deep", path, partId);
       return;
     }
-    return this.scanTree(data, parseTree(data, this.limits), path + SEP, partId, depth + 1);
+    return this.scanMessageTree(data, parseTree(data, this.limits), path + SEP, partId, depth + 1);
   }
 
   /** Runs the engine; stays synchronous when the engine is. A failing engine becomes one error finding. */

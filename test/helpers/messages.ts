@@ -73,6 +73,22 @@ export function manyParts(n: number): string {
   return message(multipart("many", parts));
 }
 
+/** Classic uuencode of data (45 bytes a line, "`" for zero), as `uuencode` writes it. */
+export function uuencode(data: Uint8Array, name: string, eol = "\n"): string {
+  const c = (v: number) => String.fromCharCode(v === 0 ? 0x60 : v + 0x20);
+  let out = `begin 644 ${name}${eol}`;
+  for (let i = 0; i < data.length; i += 45) {
+    const chunk = data.subarray(i, i + 45);
+    let line = c(chunk.length);
+    for (let k = 0; k < chunk.length; k += 3) {
+      const a = chunk[k]!, b = chunk[k + 1] ?? 0, d = chunk[k + 2] ?? 0;
+      line += c(a >> 2) + c(((a << 4) | (b >> 4)) & 63) + c(((b << 2) | (d >> 6)) & 63) + c(d & 63);
+    }
+    out += line + eol;
+  }
+  return out + "`" + eol + "end" + eol;
+}
+
 /** Deterministic pseudo-random bytes (xorshift32). */
 export function pseudoRandom(n: number, seed = 1): Uint8Array {
   const out = new Uint8Array(n);

@@ -2,7 +2,7 @@
 // costs a few milliseconds and at most maxFileSize bytes of memory.
 import { constants as bufferConstants } from "node:buffer";
 import { gunzipSync } from "node:zlib";
-import type { ArchiveMember, ExtractOptions } from "./types.ts";
+import { overCapReason, type ArchiveMember, type ExtractOptions } from "./types.ts";
 
 export function isGzip(data: Uint8Array): boolean {
   return data.length >= 18 && data[0] === 0x1f && data[1] === 0x8b && data[2] === 8;
@@ -17,10 +17,10 @@ export function* readGzip(data: Uint8Array, outerName: string, opts: ExtractOpti
     out = gunzipSync(data, { maxOutputLength: Math.max(1, cap) });
   } catch (err) {
     const tooLarge = err instanceof RangeError && (err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE";
-    yield { name, unscanned: tooLarge ? "too-large" : "corrupt" };
+    yield { name, unscanned: tooLarge ? overCapReason(cap + 1, data.length) : "corrupt" };
     return;
   }
-  yield out.length > opts.maxFileSize ? { name, unscanned: "too-large" } : { name, data: out };
+  yield out.length > opts.maxFileSize ? { name, unscanned: overCapReason(out.length, data.length) } : { name, data: out };
 }
 
 /** FNAME from the gzip header (RFC 1952 §2.3), bounded and latin1 as the RFC says. */

@@ -3,7 +3,7 @@
 import { isGzip, readGzip } from "./gzip.ts";
 import { isTar, readTar } from "./tar.ts";
 import type { ArchiveMember, ExtractOptions } from "./types.ts";
-import { isZip, readZip } from "./zip.ts";
+import { isPrefixedZip, isZip, readZip } from "./zip.ts";
 
 export type { ArchiveMember, ExtractOptions } from "./types.ts";
 export type ArchiveKind = "zip" | "gzip" | "tar";
@@ -13,6 +13,7 @@ export function sniffArchive(data: Uint8Array): ArchiveKind | null {
   if (isZip(data)) return "zip";
   if (isGzip(data)) return "gzip";
   if (isTar(data)) return "tar";
+  if (isPrefixedZip(data)) return "zip";
   return null;
 }
 

@@ -7,6 +7,18 @@ export type ArchiveMember =
   /** name "" means the archive as a whole (e.g. an unreadable central directory). */
   | { name: string; unscanned: UnscannedReason };
 
+/**
+ * Inflation past this ratio is a decompression bomb: deflate tops out near 1032:1, ordinary files
+ * (text, logs, documents) stay well under 100:1, and only constructed data (or a disk image of
+ * zeros, which nobody mails) goes past it.
+ */
+export const BOMB_RATIO = 100;
+
+/** Why a member that outgrew maxFileSize was dropped: a bomb when it inflated at a bomb's ratio, else just too large. */
+export function overCapReason(inflated: number, compressed: number): "bomb" | "too-large" {
+  return inflated / Math.max(1, compressed) > BOMB_RATIO ? "bomb" : "too-large";
+}
+
 export interface ExtractOptions {
   /** Largest member, decompressed; extraction stops as soon as a member grows past it. */
   maxFileSize: number;

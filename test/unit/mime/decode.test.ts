@@ -3,26 +3,11 @@ import { describe, expect, test } from "bun:test";
 import { decodeBase64, decodePartBody, decodeQuotedPrintable, findUuencoded } from "../../../core/mime/decode.ts";
 import { parseMessage } from "../../../core/mime/parse.ts";
 import { eicar, EICAR_TEXT } from "../../helpers/eicar.ts";
-import { base64Lines, pseudoRandom } from "../../helpers/messages.ts";
+import { base64Lines, pseudoRandom, uuencode } from "../../helpers/messages.ts";
 
 const enc = (s: string) => Buffer.from(s, "latin1");
 const str = (u: Uint8Array) => Buffer.from(u).toString("latin1");
 
-/** Classic uuencode of data (45 bytes a line, "`" for zero), as `uuencode` writes it. */
-function uuencode(data: Uint8Array, name: string, eol = "\n"): string {
-  const c = (v: number) => String.fromCharCode(v === 0 ? 0x60 : v + 0x20);
-  let out = `begin 644 ${name}${eol}`;
-  for (let i = 0; i < data.length; i += 45) {
-    const chunk = data.subarray(i, i + 45);
-    let line = c(chunk.length);
-    for (let k = 0; k < chunk.length; k += 3) {
-      const a = chunk[k]!, b = chunk[k + 1] ?? 0, d = chunk[k + 2] ?? 0;
-      line += c(a >> 2) + c(((a << 4) | (b >> 4)) & 63) + c(((b << 2) | (d >> 6)) & 63) + c(d & 63);
-    }
-    out += line + eol;
-  }
-  return out + "`" + eol + "end" + eol;
-}
 
 describe("decodeBase64", () => {
   test("round-trips random data in 76-column lines, CRLF or LF", () => {

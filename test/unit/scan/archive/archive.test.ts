@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { readArchive, sniffArchive, type ArchiveMember } from "../../../../core/scan/archive/index.ts";
 import { gzip, gzipBomb, makeTar, makeZip, zipBomb } from "../../../helpers/archives.ts";
+import { pseudoRandom } from "../../../helpers/messages.ts";
 
 const MB = 1 << 20;
 const text = (d: Uint8Array) => new TextDecoder().decode(d);
@@ -27,6 +28,17 @@ describe("sniffArchive", () => {
     expect(sniffArchive(new Uint8Array(1024))).toBeNull();
     expect(sniffArchive(new Uint8Array(0))).toBeNull();
   });
+
+  test("a zip after a stub or junk is found by its end record and read whole; the signature alone is not a zip", async () => {
+    const zip = await makeZip([{ name: "inner.txt", data: "hidden ".repeat(50) }]);
+    const prefixed = Buffer.concat([Buffer.from("MZ"), pseudoRandom(70_000), zip]);
+    expect(sniffArchive(prefixed)).toBe("zip");
+    expect(summary(await members(prefixed))).toEqual([["inner.txt", "hidden ".repeat(50)]]);
+    const lure = Buffer.concat([pseudoRandom(5000), Buffer.from([0x50, 0x4b, 5, 6]), Buffer.alloc(18, 1)]);
+    expect(sniffArchive(lure)).toBeNull();
+    // A record further than 64 KiB from the end is no end record.
+    expect(sniffArchive(Buffer.concat([zip, pseudoRandom(70_000)]).subarray(2))).toBeNull();
+  });
 });
 
 describe("zip", () => {
@@ -41,11 +53,11 @@ describe("zip", () => {
     expect(summary(await members(zip))).toEqual([["secret.exe", "encrypted"], ["plain.txt", "open"]]);
   });
 
-  test("a bomb stops at maxFileSize, fast and without inflating it", async () => {
+  test("a bomb stops at maxFileSize, fast and without inflating it, and is called a bomb", async () => {
     const bomb = zipBomb(1024); // 1 GiB of zeros in ~1 MB
     expect(bomb.length).toBeLessThan(2 * MB);
     const t0 = performance.now();
-    expect(summary(await members(bomb, "b.zip", 10 * MB))).toEqual([["bomb.bin", "too-large"]]);
+    expect(summary(await members(bomb, "b.zip", 10 * MB))).toEqual([["bomb.bin", "bomb"]]);
     expect(performance.now() - t0).toBeLessThan(1000);
   });
 
@@ -61,8 +73,15 @@ describe("zip", () => {
   });
 
   test("an honest member larger than the cap is too-large, one under it is read", async () => {
-    const zip = await makeZip([{ name: "big", data: new Uint8Array(3000) }, { name: "small", data: "ok" }]);
+    const zip = await makeZip([{ name: "big", data: pseudoRandom(3000) }, { name: "small", data: "ok" }]);
     expect(summary(await members(zip, "z", 2000))).toEqual([["big", "too-large"], ["small", "ok"]]);
+  });
+
+  test("past the cap, a member that inflates over 100:1 is a bomb, in zip and gzip alike", async () => {
+    const zip = await makeZip([{ name: "zeros", data: new Uint8Array(300_000) }]);
+    expect(summary(await members(zip, "z", 100_000))).toEqual([["zeros", "bomb"]]);
+    expect(summary(await members(gzip(new Uint8Array(300_000)), "z.gz", 100_000))).toEqual([["z", "bomb"]]);
+    expect(summary(await members(gzip(pseudoRandom(300_000)), "r.gz", 100_000))).toEqual([["r", "too-large"]]);
   });
 
   test("a truncated zip is corrupt, not an exception", async () => {
