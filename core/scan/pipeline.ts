@@ -306,8 +306,13 @@ class Run {
   scanItem(data: Uint8Array, path: string, name: string, partId: string, depth: number, asMessage: boolean): void | Promise<void> {
     if (data.length === 0) return;
     if (!this.admit(path, partId)) return;
-    if (data.length > this.limits.maxFileSize || this.bytesScanned + data.length > this.limits.maxScanSize) {
+    if (data.length > this.limits.maxFileSize) {
       this.unscanned("too-large", path, partId);
+      return;
+    }
+    if (this.bytesScanned + data.length > this.limits.maxScanSize) {
+      // The message's budget is spent: nothing after this could be scanned either, so stop here.
+      this.stop("too-large", path, partId);
       return;
     }
     return this.callEngine(data, (hit) => {
@@ -354,7 +359,10 @@ class Run {
       this.unscanned("too-deep", path, partId);
       return;
     }
-    const members = readArchive(kind, data, name, { maxFileSize: this.limits.maxFileSize });
+    // Inflation is capped by what is left of the message's budget too, so a storm of small archives
+    // that each inflate to just under maxFileSize stops once maxScanSize bytes came out, not after.
+    const left = () => this.limits.maxScanSize - this.bytesScanned;
+    const members = readArchive(kind, data, name, { maxFileSize: this.limits.maxFileSize, budget: left });
     for await (const member of members) {
       if (!member.name && "unscanned" in member) {
         this.unscanned(member.unscanned, path, partId); // the archive as a whole
@@ -362,7 +370,12 @@ class Run {
       }
       const memberPath = path + SEP + (member.name || "(unnamed)");
       if ("unscanned" in member) {
-        if (this.admit(memberPath, partId)) this.unscanned(member.unscanned, memberPath, partId);
+        if (!this.admit(memberPath, partId)) return;
+        if (left() < this.limits.maxFileSize && (member.unscanned === "too-large" || member.unscanned === "bomb")) {
+          this.stop(member.unscanned, memberPath, partId); // the budget, not the member, ran out
+          return;
+        }
+        this.unscanned(member.unscanned, memberPath, partId);
       } else {
         const asMessage = /\.eml$/i.test(member.name) && looksLikeMessage(member.data);
         const pending = this.scanItem(member.data, memberPath, baseName(member.name), partId, depth + 1, asMessage);

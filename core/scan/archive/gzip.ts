@@ -2,7 +2,7 @@
 // costs a few milliseconds and at most maxFileSize bytes of memory.
 import { constants as bufferConstants } from "node:buffer";
 import { gunzipSync } from "node:zlib";
-import { overCapReason, type ArchiveMember, type ExtractOptions } from "./types.ts";
+import { memberCap, overCapReason, type ArchiveMember, type ExtractOptions } from "./types.ts";
 
 export function isGzip(data: Uint8Array): boolean {
   return data.length >= 18 && data[0] === 0x1f && data[1] === 0x8b && data[2] === 8;
@@ -11,7 +11,7 @@ export function isGzip(data: Uint8Array): boolean {
 /** The single member of a gzip stream (concatenated members inflate as one, as gunzip does). */
 export function* readGzip(data: Uint8Array, outerName: string, opts: ExtractOptions): Generator<ArchiveMember> {
   const name = storedName(data) || innerName(outerName);
-  const cap = Math.min(opts.maxFileSize, bufferConstants.MAX_LENGTH);
+  const cap = Math.min(memberCap(opts), bufferConstants.MAX_LENGTH);
   let out: Uint8Array;
   try {
     out = gunzipSync(data, { maxOutputLength: Math.max(1, cap) });
@@ -20,7 +20,7 @@ export function* readGzip(data: Uint8Array, outerName: string, opts: ExtractOpti
     yield { name, unscanned: tooLarge ? overCapReason(cap + 1, data.length) : "corrupt" };
     return;
   }
-  yield out.length > opts.maxFileSize ? { name, unscanned: overCapReason(out.length, data.length) } : { name, data: out };
+  yield out.length > cap ? { name, unscanned: overCapReason(out.length, data.length) } : { name, data: out };
 }
 
 /** FNAME from the gzip header (RFC 1952 §2.3), bounded and latin1 as the RFC says. */

@@ -22,4 +22,11 @@ export function overCapReason(inflated: number, compressed: number): "bomb" | "t
 export interface ExtractOptions {
   /** Largest member, decompressed; extraction stops as soon as a member grows past it. */
   maxFileSize: number;
+  /** Bytes the message may still inflate, asked before each member (the scan's budget shrinks as members are scanned). */
+  budget?: () => number;
+}
+
+/** The cap for the next member: maxFileSize, or less when the budget has less left. */
+export function memberCap(opts: ExtractOptions): number {
+  return Math.min(opts.maxFileSize, opts.budget ? Math.max(0, opts.budget()) : Infinity);
 }

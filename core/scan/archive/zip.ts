@@ -1,7 +1,7 @@
 // Zip members via @zip.js/zip.js, without web workers (faster here, and a compiled binary would
 // otherwise linger on exit). Every member is inflated into a capped sink so a bomb stops early.
 import { configure, Uint8ArrayReader, ZipReader, type Entry } from "@zip.js/zip.js";
-import { overCapReason, type ArchiveMember, type ExtractOptions } from "./types.ts";
+import { memberCap, overCapReason, type ArchiveMember, type ExtractOptions } from "./types.ts";
 
 configure({ useWebWorkers: false });
 
@@ -60,7 +60,7 @@ export async function* readZip(data: Uint8Array, opts: ExtractOptions): AsyncGen
       if (next.done) return;
       const entry = next.value;
       if (entry.directory) continue;
-      yield await extract(entry, opts.maxFileSize);
+      yield await extract(entry, memberCap(opts));
     }
   } finally {
     await reader.close().catch(() => {});

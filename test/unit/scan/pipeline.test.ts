@@ -208,6 +208,19 @@ describe("what stops a scan is reported, never a silent clean", () => {
     ]);
   });
 
+  test("a decompression storm (300 gzips of 29 MB zeros each) stops once maxScanSize bytes came out, as one bomb finding", async () => {
+    const gz = gzip(new Uint8Array(29 * MB));
+    const raw = multipart([text("x"), ...Array.from({ length: 300 }, (_, i) => attach(`z${i}.gz`, gz))]);
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const { result } = await scanMessage(raw, ctx());
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(400 * MB);
+    // 100 MB of the budget: three members whole, the fourth cut at what was left, then nothing.
+    expect(result.bytesScanned).toBeLessThanOrEqual(100 * MB);
+    expect(kinds(result)).toEqual([["unscanned", "bomb", 'attachment "z3.gz" › z3', "5"]]);
+  });
+
   test("corrupt zip → unscanned(corrupt)", async () => {
     const zip = await makeZip([{ name: "a.txt", data: "alpha ".repeat(200) }]);
     const { result } = await scanMessage(multipart([attach("broken.zip", zip.subarray(0, zip.length - 25))]), ctx());
