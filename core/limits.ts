@@ -36,6 +36,12 @@ export interface ProxyLimits {
   upstreamConnectTimeout: number;
   /** Upstream read timeout (no bytes while a reply is awaited), ms. */
   upstreamReadTimeout: number;
+  /**
+   * Deadline for the upstream greeting and the proxy's own login steps (STLS/STARTTLS, capabilities,
+   * authentication) taken together, ms: a server that accepts but stalls there fails the login
+   * quickly instead of holding the client for upstreamReadTimeout at every step.
+   */
+  upstreamLoginTimeout: number;
   /** Deadline for sessions in flight when the proxy is asked to stop, ms. */
   drainTimeout: number;
   /**
@@ -64,6 +70,7 @@ export const DEFAULT_PROXY_LIMITS: Readonly<ProxyLimits> = Object.freeze({
   clientIdleTimeout: 10 * 60_000,
   upstreamConnectTimeout: 30_000,
   upstreamReadTimeout: 5 * 60_000,
+  upstreamLoginTimeout: 30_000,
   drainTimeout: 30_000,
   messageCacheSize: 128 * MB,
 });
@@ -75,6 +82,7 @@ const MINIMUM: Partial<Record<keyof Limits, number>> = {
   clientIdleTimeout: 10 * 60_000, // RFC 1939 §3: an autologout timer MUST be at least 10 minutes
   maxClientLine: 512,
   maxUpstreamLine: 512,
+  upstreamLoginTimeout: 1000,
 };
 
 export class LimitError extends Error {

@@ -76,10 +76,12 @@ export async function connectImap(s: UpstreamSetup, host: string, ip: string, po
   try {
     const ch = await connectUpstream({ host, ip, port, implicitTls, trust, timeoutMs: config.limits.upstreamConnectTimeout });
     server = new ImapServerConn(ch, config.limits);
+    // Greeting, STARTTLS, CAPABILITY and authentication share one deadline (cleared once logged in).
+    server.startLogin(config.limits.upstreamLoginTimeout);
     if (implicitTls && isInsecureHost(trust, host)) log.warn("upstream certificate NOT verified (insecureUpstreamHosts)", { server: where });
     let greeting: string;
     try {
-      greeting = lineText(await server.reader.readLine(server.maxLine, Math.min(GREETING_TIMEOUT_MS, config.limits.upstreamReadTimeout)));
+      greeting = lineText(await server.reader.readLine(server.maxLine, Math.min(GREETING_TIMEOUT_MS, server.readTimeout())));
     } catch (e) {
       if (e instanceof ReadError && e.code === "timeout") {
         log.warn("upstream sent no greeting", { server: where, waitedMs: GREETING_TIMEOUT_MS, implicitTls });
@@ -186,6 +188,7 @@ export async function authenticate(s: UpstreamSetup, sec: SecuredImap, user: str
     }
   }
   after = after.filter((c) => !/^COMPRESS=/i.test(c) || !compressed);
+  server.endLogin();
   return { okText, caps: after, compressed };
 }
 

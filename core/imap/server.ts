@@ -2,6 +2,7 @@
 // (capped, read timeout per response) and run the proxy's own small commands before the relay owns
 // the connection. It decides nothing.
 import type { Channel } from "../net/queue.ts";
+import { readDeadline } from "../net/reader.ts";
 import { ImapReader, ReadError, latin1Bytes, segmentText, type Segment } from "./wire.ts";
 
 /** A server response that breaks the protocol (the session ends as an upstream fault). */
@@ -40,6 +41,9 @@ export class ImapServerConn {
   private nextTag = 1;
   /** Called when reading from the server pauses because the proxy's side is full (a slow client). */
   onPause: (() => void) | null = null;
+  /** While the proxy logs in (performance.now() ms): every read must finish by then. null once logged in. */
+  loginDeadline: number | null = null;
+  private disarmLogin: (() => void) | null = null;
 
   constructor(readonly ch: Channel, readonly limits: ServerLimits, readerHighWater = 1024 * 1024) {
     this.reader = new ImapReader({
@@ -64,7 +68,29 @@ export class ImapServerConn {
     this.ch.out.write(...pieces.map((p) => (typeof p === "string" ? latin1Bytes(p) : p)), CRLF);
   }
 
-  readSegment(timeoutMs = this.limits.upstreamReadTimeout): Promise<Segment> {
+  /**
+   * The greeting and the proxy's own login steps must all be done within ms (upstreamLoginTimeout):
+   * past it pending reads fail with a timeout and the connection is dropped.
+   */
+  startLogin(ms: number): void {
+    this.loginDeadline = performance.now() + ms;
+    this.disarmLogin = readDeadline(this.reader, ms, "the upstream greeting and login", () => this.ch.destroy());
+  }
+
+  /** Logged in (or the client logs in itself, at its own pace): reads go back to upstreamReadTimeout. */
+  endLogin(): void {
+    this.disarmLogin?.();
+    this.disarmLogin = null;
+    this.loginDeadline = null;
+  }
+
+  /** How long the next read may wait: upstreamReadTimeout, or what is left of the login deadline. */
+  readTimeout(): number {
+    const t = this.limits.upstreamReadTimeout;
+    return this.loginDeadline === null ? t : Math.max(1, Math.min(t, this.loginDeadline - performance.now()));
+  }
+
+  readSegment(timeoutMs = this.readTimeout()): Promise<Segment> {
     return this.reader.readSegment(this.maxLine, timeoutMs);
   }
 
@@ -77,7 +103,7 @@ export class ImapServerConn {
       texts.push(segmentText(seg));
       if (!seg.literal) return { texts, literals };
       if (seg.literal.size > MAX_OWN_LITERAL) throw new ImapProtocolError(`literal of ${seg.literal.size} bytes in a reply to the proxy's own command`);
-      literals.push(await this.reader.readBytes(seg.literal.size, this.limits.upstreamReadTimeout));
+      literals.push(await this.reader.readBytes(seg.literal.size, this.readTimeout()));
     }
   }
 

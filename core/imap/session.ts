@@ -181,7 +181,9 @@ export class ImapSession {
     }
     const hp = parseHostPort(target)!;
     const ip = await resolveHost(hp.host);
-    return connectImap(setup, hp.host, ip, hp.port);
+    const sec = await connectImap(setup, hp.host, ip, hp.port);
+    sec.server.endLogin(); // the client logs in itself, at its own pace
+    return sec;
   }
 
   private async commandLoop(): Promise<void> {

@@ -11,6 +11,19 @@ export class ReadError extends Error {
   }
 }
 
+/**
+ * A hard deadline over several reads: when it passes, the reader fails its pending and later reads
+ * with a timeout, and onExpire runs (the caller drops the connection). A peer trickling one byte at
+ * a time resets every read's idle timer, never this. Returns the function that disarms it.
+ */
+export function readDeadline(reader: ByteReader, ms: number, what: string, onExpire: () => void): () => void {
+  const timer = setTimeout(() => {
+    reader.close(new ReadError("timeout", `${what} took over ${ms} ms`));
+    onExpire();
+  }, ms);
+  return () => clearTimeout(timer);
+}
+
 export interface ByteReaderOptions {
   /** Buffered bytes above which the socket is paused (resumed below half of it). */
   highWater?: number;

@@ -70,8 +70,10 @@ export async function connectAndSecure(s: UpstreamSetup, host: string, ip: strin
   try {
     const ch = await connectUpstream({ host, ip, port, implicitTls, trust, timeoutMs: config.limits.upstreamConnectTimeout });
     server = new ServerConn(ch, config.limits);
+    // Greeting, STLS, CAPA and authentication share one deadline (cleared once logged in).
+    server.startLogin(config.limits.upstreamLoginTimeout);
     if (implicitTls && isInsecureHost(trust, host)) log.warn("upstream certificate NOT verified (insecureUpstreamHosts)", { server: where });
-    const greetingRaw = await server.reader.readLine(config.limits.maxUpstreamLine, config.limits.upstreamReadTimeout);
+    const greetingRaw = await server.reader.readLine(config.limits.maxUpstreamLine, server.readTimeout());
     const greeting = lineText(greetingRaw);
     if (detectImap && /^\* (OK|PREAUTH)\b/i.test(greeting)) throw new ImapGreeting(server, greeting);
     if (!/^\+OK(\s|$)/i.test(greeting)) {
@@ -150,6 +152,7 @@ export async function routedLogin(s: UpstreamSetup, login: RoutedLogin): Promise
       server.ch.destroy();
       throw R.authFailed();
     }
+    server.endLogin();
     return { ...secured, reply: reply.line, ip, port };
   } catch (e) {
     server.ch.destroy();

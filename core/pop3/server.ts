@@ -2,6 +2,7 @@
 // (capped at maxUpstreamLine, read timeout per reply) and multi-line bodies. It decides nothing.
 import type { Channel } from "../net/queue.ts";
 import { ByteReader, ReadError, latin1Bytes, lineText } from "./lines.ts";
+import { readDeadline } from "../net/reader.ts";
 import { concatBytes } from "./dot.ts";
 
 export interface Status {
@@ -23,6 +24,9 @@ export class ServerConn {
   readonly reader: ByteReader;
   /** Called when reading from the server pauses because the proxy's side is full (a slow client). */
   onPause: (() => void) | null = null;
+  /** While the proxy logs in (performance.now() ms): every read must finish by then. null once logged in. */
+  loginDeadline: number | null = null;
+  private disarmLogin: (() => void) | null = null;
 
   constructor(readonly ch: Channel, private readonly limits: { maxUpstreamLine: number; upstreamReadTimeout: number }, readerHighWater = 1024 * 1024) {
     this.reader = new ByteReader({
@@ -33,6 +37,28 @@ export class ServerConn {
     ch.attach(this.reader);
   }
 
+  /**
+   * The greeting and the proxy's own login steps must all be done within ms (upstreamLoginTimeout):
+   * past it pending reads fail with a timeout and the connection is dropped.
+   */
+  startLogin(ms: number): void {
+    this.loginDeadline = performance.now() + ms;
+    this.disarmLogin = readDeadline(this.reader, ms, "the upstream greeting and login", () => this.ch.destroy());
+  }
+
+  /** Logged in (or the client logs in itself, at its own pace): reads go back to upstreamReadTimeout. */
+  endLogin(): void {
+    this.disarmLogin?.();
+    this.disarmLogin = null;
+    this.loginDeadline = null;
+  }
+
+  /** How long the next read may wait: upstreamReadTimeout, or what is left of the login deadline. */
+  readTimeout(): number {
+    const t = this.limits.upstreamReadTimeout;
+    return this.loginDeadline === null ? t : Math.max(1, Math.min(t, this.loginDeadline - performance.now()));
+  }
+
   send(line: string | Uint8Array): void {
     const bytes = typeof line === "string" ? latin1Bytes(line) : line;
     this.ch.out.write(bytes, CRLF);
@@ -40,7 +66,7 @@ export class ServerConn {
 
   /** Next status line. continuation: also accept "+ …" (SASL). Garbage is a ProtocolError. */
   async status(opts: { continuation?: boolean } = {}): Promise<Status> {
-    const raw = await this.reader.readLine(this.limits.maxUpstreamLine, this.limits.upstreamReadTimeout);
+    const raw = await this.reader.readLine(this.limits.maxUpstreamLine, this.readTimeout());
     const line = lineText(raw);
     if (/^\+OK(\s|$)/i.test(line)) return { ok: true, line, raw };
     if (/^-ERR(\s|$)/i.test(line)) return { ok: false, line, raw };
@@ -56,7 +82,7 @@ export class ServerConn {
       size += c.length;
       if (size > maxTotal) throw new ReadError("line-too-long", "multi-line reply too long");
       parts.push(c);
-    }, this.limits.upstreamReadTimeout);
+    }, this.readTimeout());
     return lineText(concatBytes(parts, size)).split(/\r?\n/).filter((l) => l.length > 0);
   }
 

@@ -363,6 +363,7 @@ export class Pop3Session {
       const ip = await resolveHost(hp.host);
       this.fixedIp = ip;
       const secured = await connectAndSecure(setup, hp.host, ip, hp.port, true);
+      secured.server.endLogin(); // the client logs in itself, at its own pace
       this.server = secured.server;
       this.fixedTls = secured.tls;
       this.where = target;

@@ -40,6 +40,8 @@ export interface MockImapFaults {
    * as Dovecot sends it), or into its text when it has none; then the connection closes.
    */
   cutEnvelope?: { uid: number; after: number };
+  /** LOGIN and AUTHENTICATE get no reply, only one byte of "* OK" every this many ms (a server stalling the login). */
+  stallLogin?: number;
 }
 
 export interface MockImapOptions {
@@ -446,6 +448,13 @@ interface CommandSpec { states: State[]; run(x: Ctx): string | null }
 
 export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> {
   const faults = o.faults ?? {};
+  const trickles = new Set<ReturnType<typeof setInterval>>();
+  /** One byte of an untagged line per interval, never its line end: each byte resets a reader's idle timer. */
+  const trickle = (c: Conn, every: number): null => {
+    let i = 0;
+    trickles.add(setInterval(() => send(c, [text("* OK"[i++ % 4]!)]), every));
+    return null;
+  };
   const users = o.users ?? { alice: "secret" };
   const uidValidity = o.uidValidity ?? 1;
   const commands: string[][] = [];
@@ -685,6 +694,7 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
     LOGIN: {
       states: ["notAuth"],
       run: (x) => {
+        if (faults.stallLogin) return trickle(x.c, faults.stallLogin);
         x.args.sp();
         const user = x.args.astring();
         x.args.sp();
@@ -696,6 +706,7 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
     AUTHENTICATE: {
       states: ["notAuth"],
       run: (x) => {
+        if (faults.stallLogin) return trickle(x.c, faults.stallLogin);
         x.args.sp();
         if (x.args.atom().toUpperCase() !== "PLAIN") throw new Reply("NO", "Unsupported authentication mechanism.");
         if (x.args.peek(" ")) { x.args.i++; return checkPlain(x.c, x.args.atom()); } // SASL-IR
@@ -891,6 +902,7 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
     socket: handlers,
   });
   const stop = () => {
+    for (const t of trickles) clearInterval(t);
     for (const c of conns) clearTimeout(c.idleTimer);
     server.stop(true);
   };

@@ -10,8 +10,10 @@ export interface MockFaults {
   stallRetr?: number;
   /** Every reply line is replaced by this (garbage). */
   garbageAfterLogin?: string;
-  /** The greeting (default "+OK mock ready <1.2@mock>"). */
-  greeting?: string;
+  /** The greeting (default "+OK mock ready <1.2@mock>"); null: accept and say nothing. */
+  greeting?: string | null;
+  /** Answer nothing to USER/PASS/AUTH, one byte of a reply every this many ms (a server stalling the login). */
+  stallLogin?: number;
   /** A status line of this many bytes for STAT. */
   hugeStatLine?: number;
 }
@@ -99,6 +101,16 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
     write(s, line + "\r\n");
   };
 
+  /** Sends a reply one byte per interval, never its line end: each byte resets a reader's idle timer. */
+  const trickle = (s: Socket<Conn>, text: string, every: number) => {
+    let i = 0;
+    const t = setInterval(() => {
+      write(s, text[i++ % text.length]!);
+    }, every);
+    trickles.add(t);
+  };
+  const trickles = new Set<ReturnType<typeof setInterval>>();
+
   const live = (c: Conn) => messages.map((m, i) => ({ n: i + 1, m })).filter(({ n }) => !c.deleted.has(n));
 
   const handleLine = (s: Socket<Conn>, line: string) => {
@@ -126,12 +138,14 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
         return;
       }
       case "USER":
+        if (faults.stallLogin) return trickle(s, "+OK", faults.stallLogin);
         c.user = arg;
         return reply(s, "+OK");
       case "PASS":
         if (c.user !== null && users[c.user] === arg) { c.state = "tx"; return reply(s, `+OK Logged in as ${c.user}.`); }
         return reply(s, "-ERR [AUTH] Authentication failed.");
       case "AUTH":
+        if (faults.stallLogin) return trickle(s, "+OK", faults.stallLogin);
         if (rest[0]?.toUpperCase() !== "PLAIN") return reply(s, "-ERR unsupported");
         if (rest[1]) return authPlain(s, rest[1]);
         c.sasl = true;
@@ -223,7 +237,7 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
       const c: Conn = { buf: "", state: "auth", user: null, index: nextIndex++, deleted: new Set(), upgraded: false, sasl: false };
       s.data = c;
       commands[c.index] = [];
-      write(s, (faults.greeting ?? "+OK mock ready <1.2@mock>") + "\r\n");
+      if (faults.greeting !== null) write(s, (faults.greeting ?? "+OK mock ready <1.2@mock>") + "\r\n");
     },
     drain(s: Socket<Conn>) { flush(s); },
     close() {},
@@ -243,8 +257,8 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
     commands,
     deleted,
     backlog,
-    stop: () => server.stop(true),
-    [Symbol.asyncDispose]: async () => server.stop(true),
+    stop: () => { for (const t of trickles) clearInterval(t); server.stop(true); },
+    [Symbol.asyncDispose]: async () => { for (const t of trickles) clearInterval(t); server.stop(true); },
   };
 }
 

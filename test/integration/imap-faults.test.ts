@@ -43,6 +43,19 @@ describe("IMAP upstream faults", () => {
     expect(l).toContain("implicit TLS");
   }, 15_000);
 
+  test("a server that trickles its login reply a byte at a time: upstreamLoginTimeout ends the login, not the read idle timer", async () => {
+    await using mock = await startMockImap({ faults: { stallLogin: 50 } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off", limits: { upstreamLoginTimeout: 700 } });
+    await using c = await TestClient.connect(proxy.ports.imap);
+    await c.line();
+    const started = performance.now();
+    c.send(`a LOGIN "alice/127.0.0.1:${mock.port}" "secret"`);
+    expect(await c.line()).toStartWith("a NO [UNAVAILABLE]");
+    const waited = performance.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(600);
+    expect(waited).toBeLessThan(3000);
+  });
+
   test("an unsolicited FETCH with an infected body during IDLE is not passed on as it is", async () => {
     const infected = `From: a@example.test\r\nSubject: bad\r\n\r\n${EICAR_TEXT}\r\n`;
     await using mock = await startMockImap({ messages: [body(1), infected] });

@@ -57,6 +57,36 @@ describe("POP3 faults", () => {
     expect(logObjects(proxy.logs).find((l) => l.msg === "upstream unavailable")?.reason).toContain("timed out after 200 ms");
   });
 
+  test("an upstream that accepts and never greets: the login fails after upstreamLoginTimeout, not upstreamReadTimeout", async () => {
+    await using mute = await startMockPop3({ faults: { greeting: null } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mute.port], limits: { upstreamLoginTimeout: 400 } });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await c.line();
+    c.send(`USER alice/127.0.0.1:${mute.port}`);
+    await c.line();
+    const started = performance.now();
+    c.send("PASS secret");
+    expect(await c.line()).toBe("-ERR [SYS/TEMP] Mail server unavailable, try again later.");
+    const waited = performance.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(390);
+    expect(waited).toBeLessThan(3000);
+  });
+
+  test("an upstream that trickles its login replies a byte at a time: one deadline for all login steps ends it", async () => {
+    await using slow = await startMockPop3({ capa: ["USER"], faults: { stallLogin: 50 } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [slow.port], upstreamTls: "off", limits: { upstreamLoginTimeout: 600 } });
+    await using c = await TestClient.connect(proxy.ports.pop3);
+    await c.line();
+    c.send(`USER alice/127.0.0.1:${slow.port}`);
+    await c.line();
+    const started = performance.now();
+    c.send("PASS secret");
+    expect(await c.line()).toBe("-ERR [SYS/TEMP] Mail server unavailable, try again later.");
+    expect(performance.now() - started).toBeLessThan(3000);
+    // The password never went out: the server stalled on USER.
+    expect(slow.commands.flat().some((l) => l.startsWith("PASS"))).toBe(false);
+  });
+
   test("upstream cut mid-message: the client gets no part of it and no terminating dot; the connection closes", async () => {
     const msg = bigMessage(200_000);
     const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 100_000 } } });
