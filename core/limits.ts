@@ -32,6 +32,12 @@ export interface ProxyLimits {
   maxMessageSize: number;
   /** Client idle timeout, ms. RFC 1939 requires at least 10 minutes. */
   clientIdleTimeout: number;
+  /** Time a client has from connecting to logging in, ms, however busy it keeps the line (Dovecot: 60 s too). */
+  clientLoginTimeout: number;
+  /** Connections from one client address that have not logged in yet; more are turned away at the greeting. */
+  maxUnauthenticatedPerClient: number;
+  /** Failed logins on one connection before the proxy closes it. */
+  maxLoginFailures: number;
   /** Upstream connect timeout, ms. */
   upstreamConnectTimeout: number;
   /** Upstream read timeout (no bytes while a reply is awaited), ms. */
@@ -68,6 +74,9 @@ export const DEFAULT_PROXY_LIMITS: Readonly<ProxyLimits> = Object.freeze({
   maxUpstreamLine: 64 * 1024,
   maxMessageSize: 100 * MB,
   clientIdleTimeout: 10 * 60_000,
+  clientLoginTimeout: 60_000,
+  maxUnauthenticatedPerClient: 100,
+  maxLoginFailures: 3,
   upstreamConnectTimeout: 30_000,
   upstreamReadTimeout: 5 * 60_000,
   upstreamLoginTimeout: 30_000,
@@ -83,6 +92,9 @@ const MINIMUM: Partial<Record<keyof Limits, number>> = {
   maxClientLine: 512,
   maxUpstreamLine: 512,
   upstreamLoginTimeout: 1000,
+  clientLoginTimeout: 1000,
+  maxUnauthenticatedPerClient: 1,
+  maxLoginFailures: 1,
 };
 
 export class LimitError extends Error {

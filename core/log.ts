@@ -1,6 +1,7 @@
 // Logging for the proxy and CLI: consola with our own reporters, everything on stderr (a server's
 // stdout is not a log), text or one JSON object per line, child loggers carrying session fields.
-// Secrets never reach a line: command lines are redacted and secret-looking fields are masked.
+// Secrets never reach a line: command lines are redacted, secret-looking fields are masked, and a
+// session's own password is masked wherever it turns up (a server that echoes it in an error, say).
 import { createConsola, type ConsolaInstance, type LogObject } from "consola/core";
 
 export type LogFormat = "text" | "json";
@@ -14,7 +15,16 @@ export interface Logger {
   debug(msg: string, fields?: Fields): void;
   /** A logger whose every line carries these fields too (e.g. one per session). */
   child(fields: Fields): Logger;
+  /**
+   * From now on, this text is masked in every line of this logger and its children (those made
+   * before too), in the message and in every field, whatever its source. For a session's password
+   * and its base64 forms; texts shorter than MIN_SECRET are ignored, or they would mask words.
+   */
+  addSecret(text: string): void;
 }
+
+/** Shorter secrets are not masked in free text: a one-letter password would garble every line. */
+export const MIN_SECRET = 3;
 
 export interface LoggerOptions {
   format?: LogFormat;
@@ -80,17 +90,54 @@ function formatJson(obj: LogObject): string {
   return JSON.stringify({ ...(fields ?? {}), time: obj.date.toISOString(), level: levelName(obj), msg });
 }
 
+/** Secrets of one logger and, through parent, of the loggers it was made from. */
+class Secrets {
+  readonly own: string[] = [];
+  constructor(readonly parent: Secrets | null) {}
+  all(): string[] {
+    const out: string[] = [];
+    for (let s: Secrets | null = this; s; s = s.parent) out.push(...s.own);
+    return out;
+  }
+}
+
+/** Every secret in every string of value replaced by MASK, longest first (a secret inside another). */
+function maskDeep(value: unknown, secrets: string[], depth = 0): unknown {
+  if (typeof value === "string") {
+    let v = value;
+    for (const s of secrets) if (v.includes(s)) v = v.split(s).join(MASK);
+    return v;
+  }
+  if (depth > 8 || value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map((x) => maskDeep(x, secrets, depth + 1));
+  const out: Fields = {};
+  for (const [k, x] of Object.entries(value)) out[k] = maskDeep(x, secrets, depth + 1);
+  return out;
+}
+
 class FieldLogger implements Logger {
-  constructor(private readonly c: ConsolaInstance, private readonly base: Fields) {}
+  private readonly secrets: Secrets;
+  constructor(private readonly c: ConsolaInstance, private readonly base: Fields, parentSecrets: Secrets | null = null) {
+    this.secrets = new Secrets(parentSecrets);
+  }
   private emit(kind: "error" | "warn" | "info" | "debug", msg: string, fields?: Fields): void {
-    const merged = redactFields({ ...this.base, ...(fields ?? {}) });
+    let merged = redactFields({ ...this.base, ...(fields ?? {}) });
+    const secrets = this.secrets.all();
+    if (secrets.length > 0) {
+      secrets.sort((a, b) => b.length - a.length);
+      merged = maskDeep(merged, secrets) as Fields;
+      msg = maskDeep(msg, secrets) as string;
+    }
     this.c[kind](msg, merged);
+  }
+  addSecret(text: string): void {
+    if (text.length >= MIN_SECRET && !this.secrets.own.includes(text)) this.secrets.own.push(text);
   }
   error(msg: string, fields?: Fields): void { this.emit("error", msg, fields); }
   warn(msg: string, fields?: Fields): void { this.emit("warn", msg, fields); }
   info(msg: string, fields?: Fields): void { this.emit("info", msg, fields); }
   debug(msg: string, fields?: Fields): void { this.emit("debug", msg, fields); }
-  child(fields: Fields): Logger { return new FieldLogger(this.c, { ...this.base, ...fields }); }
+  child(fields: Fields): Logger { return new FieldLogger(this.c, { ...this.base, ...fields }, this.secrets); }
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {

@@ -9,6 +9,7 @@ import type { Logger } from "./log.ts";
 import { findLocalProcess, makeServerExclusion, matchApp } from "./net/exclusions.ts";
 import { ByteBudget } from "./net/budget.ts";
 import { listen, type Listener } from "./net/listen.ts";
+import { LoginGuard, type Admission } from "./net/login-guard.ts";
 import type { Channel } from "./net/queue.ts";
 import { isLoopback, listenerProblems } from "./net/security.ts";
 import { loadTrust, type Trust } from "./net/upstream.ts";
@@ -79,6 +80,8 @@ export class Service {
   private readonly sockets: Listener[] = [];
   private readonly sessions = new Set<Session>();
   private gen!: Generation;
+  /** Failed-login and unauthenticated-connection limits, across listeners and reloads. */
+  private readonly guard = new LoginGuard(() => this.gen.config.limits);
   private nextId = 1;
   private stopping: Promise<void> | null = null;
   private readonly stopped = Promise.withResolvers<void>();
@@ -186,8 +189,18 @@ export class Service {
     const id = this.nextId++;
     const client = `${ch.info.remoteAddress}:${ch.info.remotePort}`;
     const log = this.opts.log.child({ session: id, protocol, client });
-    if (protocol === "imap" || protocol === "imaps") {
-      this.startImap(ch, gen, log, protocol === "imap", fixedUpstream);
+    const imap = protocol === "imap" || protocol === "imaps";
+    const admission = this.guard.admit(ch.info.remoteAddress);
+    if (!admission) {
+      // Turned away at the greeting: slow-drip clients must not pile up connections that never log in.
+      log.warn("connection refused: too many from this address have not logged in", { limit: gen.config.limits.maxUnauthenticatedPerClient });
+      ch.out.write(Buffer.from(imap ? "* BYE [UNAVAILABLE] Too many connections from your address that have not logged in.\r\n" : "-ERR [SYS/TEMP] Too many connections from your address that have not logged in; try again later.\r\n"));
+      ch.end();
+      return;
+    }
+    void ch.closed.then(() => admission.release());
+    if (imap) {
+      this.startImap(ch, gen, log, protocol === "imap", fixedUpstream, undefined, admission);
       return;
     }
     const session: Pop3Session = new Pop3Session(ch, {
@@ -199,18 +212,19 @@ export class Service {
       fixedUpstream,
       excludedServer: gen.excludedServer,
       excludedApp: appExclusion(gen.config, ch, log),
+      admission,
       // A fixed POP3 listener whose server greets like IMAP: the IMAP side takes the connection over.
       onImapGreeting: (clientCh, server, greeting) => {
         const imap = new ImapServerConn(server.ch, gen.config.limits);
         for (const c of server.reader.takeBuffered()) imap.reader.push(c);
-        this.startImap(clientCh, gen, log.child({ protocol: "imap" }), !clientCh.tls, fixedUpstream, { server: imap, greeting });
+        this.startImap(clientCh, gen, log.child({ protocol: "imap" }), !clientCh.tls, fixedUpstream, { server: imap, greeting }, admission);
       },
     });
     this.track(session);
     void session.start();
   }
 
-  private startImap(ch: Channel, gen: Generation, log: Logger, offerStartTls: boolean, fixedUpstream?: string, handover?: { server: ImapServerConn; greeting: string }): void {
+  private startImap(ch: Channel, gen: Generation, log: Logger, offerStartTls: boolean, fixedUpstream?: string, handover?: { server: ImapServerConn; greeting: string }, admission?: Admission): void {
     const session: ImapSession = new ImapSession(ch, {
       config: gen.config,
       log,
@@ -224,6 +238,7 @@ export class Service {
       handover,
       excludedServer: gen.excludedServer,
       excludedApp: appExclusion(gen.config, ch, log),
+      admission,
     });
     this.track(session);
     session.start();

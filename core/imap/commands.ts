@@ -70,7 +70,9 @@ async function plainCredentials(s: ImapSession, initial: string | null): Promise
   const response = initial ?? (await s.saslContinue(""));
   if (response === null) return null;
   if (isCancel(response)) return "cancelled";
+  s.log.addSecret(response.trim());
   const plain = parseAuthPlain(response);
+  if (typeof plain !== "string") s.log.addSecret(utf8(plain.password));
   return typeof plain === "string" ? plain : { user: utf8(plain.authcid), password: utf8(plain.password) };
 }
 
@@ -86,6 +88,7 @@ async function loginCredentials(s: ImapSession, initial: string | null): Promise
   const password = await s.saslContinue(Buffer.from("Password:").toString("base64"));
   if (password === null) return null;
   if (isCancel(password)) return "cancelled";
+  s.log.addSecret(password.trim());
   const name = decodeBase64(user);
   const secret = decodeBase64(password);
   if (name === null || secret === null) return "AUTHENTICATE LOGIN response is not base64";

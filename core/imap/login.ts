@@ -156,8 +156,10 @@ export interface LoggedIn {
 export async function authenticate(s: UpstreamSetup, sec: SecuredImap, user: string, password: string, where: string): Promise<LoggedIn> {
   const { server, caps } = sec;
   let r: Tagged;
+  s.log.addSecret(password);
   if (hasCapability(caps, "AUTH=PLAIN")) {
     const ir = authPlainResponse(user, password, "utf8");
+    s.log.addSecret(ir);
     if (hasCapability(caps, "SASL-IR")) r = await server.command(`AUTHENTICATE PLAIN ${ir}`);
     else r = await saslPlain(server, ir);
   } else if (hasCapability(caps, "LOGINDISABLED")) {

@@ -5,6 +5,7 @@
 import type { TLSOptions } from "bun";
 import type { Config } from "../config/types.ts";
 import { redactCommand, type Logger } from "../log.ts";
+import type { Admission } from "../net/login-guard.ts";
 import type { Channel } from "../net/queue.ts";
 import { hasControlBytes, parseHostPort, upstreamProblem } from "../net/security.ts";
 import { parseRoutedName, passwordProblem, type RoutedName } from "../net/routing.ts";
@@ -37,6 +38,8 @@ export interface ImapSessionDeps {
   handover?: { server: ImapServerConn; greeting: string };
   excludedServer: (ip: string) => string | null;
   excludedApp: Promise<string | null>;
+  /** This connection's standing with the proxy's login guard (failed-login limits); absent in some tests. */
+  admission?: Admission;
 }
 
 export interface ImapSessionSummary {
@@ -74,6 +77,10 @@ export class ImapSession {
   private readonly started = performance.now();
   private lastActivity = performance.now();
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Until login: the not-authenticated state's total deadline (clientLoginTimeout). */
+  private loginTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Set when a failed login used up maxLoginFailures: the session ends after its NO. */
+  private failedOut = false;
   private endReason = "client closed";
   private closing = false;
   private readonly done = Promise.withResolvers<ImapSessionSummary>();
@@ -103,6 +110,11 @@ export class ImapSession {
   /** Runs the session to its end; never rejects. */
   async run(): Promise<ImapSessionSummary> {
     this.armIdle();
+    // However busy a client keeps the line (a byte a second resets the idle timer), it must log in by then.
+    this.loginTimer = setTimeout(() => {
+      this.loginTimer = null;
+      if (this.state === "not-authenticated" && !this.client.isClosed) this.abort("no login in time", "Disconnected: no login in time.");
+    }, this.deps.config.limits.clientLoginTimeout);
     try {
       if (await this.greet()) await this.commandLoop();
     } catch (e) {
@@ -115,6 +127,7 @@ export class ImapSession {
     this.relay?.stop();
     this.fixed?.server.ch.destroy();
     if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.loginTimer) clearTimeout(this.loginTimer);
     const summary: ImapSessionSummary = {
       user: this.user, server: this.where, ...this.stats,
       durationMs: Math.round(performance.now() - this.started), end: this.endReason,
@@ -214,7 +227,16 @@ export class ImapSession {
       try {
         await c.run(this, cmd.tag, cmd.tokens);
       } catch (e) {
-        if (e instanceof ImapRefusal) { this.send(`${cmd.tag} NO ${e.response}`); continue; }
+        if (e instanceof ImapRefusal) {
+          this.send(`${cmd.tag} NO ${e.response}`);
+          if (this.failedOut) {
+            this.endReason = "too many failed logins";
+            this.send("* BYE Too many failed logins.");
+            this.client.end();
+            return;
+          }
+          continue;
+        }
         throw e;
       }
     }
@@ -306,6 +328,30 @@ export class ImapSession {
 
   /** LOGIN / AUTHENTICATE PLAIN: routed name (or the fixed server), upstream login, then the relay. */
   async login(tag: string, name: string, password: string): Promise<void> {
+    this.log.addSecret(password); // whatever the server or a later line says, this never reaches the log
+    const admission = this.deps.admission;
+    if (admission?.blocked(name)) {
+      this.log.warn("login refused", { login: name.replace(/[\x00-\x1f\x7f]/g, "?"), reason: "too many failed logins for this name from this address" });
+      throw this.loginFailed(name);
+    }
+    try {
+      await this.loginAs(tag, name, password);
+    } catch (e) {
+      if (e instanceof ImapRefusal && e.code === "AUTHENTICATIONFAILED") throw this.loginFailed(name, e);
+      throw e;
+    }
+  }
+
+  /** Counts a failed login with the guard; the refusal to answer it with. */
+  private loginFailed(name: string, refusal: ImapRefusal = REFUSE.authFailed()): ImapRefusal {
+    if (this.deps.admission?.failed(name)) {
+      this.log.warn("too many failed logins: closing", { failures: this.deps.config.limits.maxLoginFailures });
+      this.failedOut = true;
+    }
+    return refusal;
+  }
+
+  private async loginAs(tag: string, name: string, password: string): Promise<void> {
     const setup = { config: this.deps.config, trust: this.deps.trust, log: this.log };
     // Refused before anything reaches the server, fixed upstream included: a CR or LF in either
     // would split the upstream LOGIN line wherever it goes as a quoted string.
@@ -371,6 +417,9 @@ export class ImapSession {
     const exclusion = app ? `excludedApps: ${app}` : srv ? `excludedServers: ${srv}` : null;
     this.user = user;
     this.state = "authenticated";
+    this.deps.admission?.loggedIn();
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.loginTimer = null;
     this.log.info("logged in", { user, server: this.where, ip, upstreamTls: tls, clientTls: this.client.tls, upstreamCompress: compressed, ...(exclusion ? { unscanned: exclusion } : {}) });
     if (exclusion) this.log.info("session relayed without scanning", { exclusion });
     this.fixed = null; // the relay owns the server connection now

@@ -65,6 +65,7 @@ const TABLE: Command[] = [
     name: "PASS",
     states: PRE,
     run: async (s, args, line) => {
+      s.log.addSecret(args); // whatever the server or a later line says, this never reaches the log
       if (s.state === "fixed") return s.relayLogin(line, "PASS", "");
       const name = s.pendingUser;
       if (name === null) return s.reply(err("USER first."));
@@ -93,11 +94,13 @@ const TABLE: Command[] = [
       const response = initial ?? (await s.saslContinue());
       if (response === null) return;
       if (response.trim() === "*") return s.reply(err("[AUTH] Authentication cancelled."));
+      s.log.addSecret(response.trim());
       const parsed = parseAuthPlain(response);
       if (typeof parsed === "string") {
         s.log.info("login refused", { reason: parsed });
         return s.reply(R.authFailed());
       }
+      s.log.addSecret(parsed.password);
       return s.loginRouted(parsed.authcid, parsed.password);
     },
   },

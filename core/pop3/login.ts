@@ -146,7 +146,8 @@ export async function routedLogin(s: UpstreamSetup, login: RoutedLogin): Promise
   const secured = await connectAndSecure(s, name.host, ip, port);
   const { server, capa } = secured;
   try {
-    const reply = await authenticate(server, capa, name.user, login.password);
+    s.log.addSecret(login.password);
+    const reply = await authenticate(server, capa, name.user, login.password, s.log);
     if (!reply.ok) {
       s.log.info("upstream login failed", { user: name.user, server: where, reply: reply.line.slice(0, 200) });
       server.ch.destroy();
@@ -161,8 +162,9 @@ export async function routedLogin(s: UpstreamSetup, login: RoutedLogin): Promise
   }
 }
 
-async function authenticate(server: ServerConn, capa: ServerCapa, user: string, password: string): Promise<{ ok: boolean; line: string }> {
+async function authenticate(server: ServerConn, capa: ServerCapa, user: string, password: string, log: Logger): Promise<{ ok: boolean; line: string }> {
   if (capa.saslPlain) {
+    log.addSecret(authPlainResponse(user, password));
     server.send(`AUTH PLAIN ${authPlainResponse(user, password)}`);
     let r = await server.status({ continuation: true });
     if (/^\+( |$)/.test(r.line)) {

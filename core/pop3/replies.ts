@@ -28,6 +28,7 @@ export const R = {
   tooManyBad: () => err("Too many invalid commands."),
   lineTooLong: () => err("Line too long."),
   idle: () => err("Disconnected for inactivity."),
+  loginTimeout: () => err("Disconnected: no login in time."),
   scanTempFail: () => err("[SYS/TEMP] Message could not be scanned now, try again later."),
   infectedPartial: () => err("[SYS/PERM] This message contains a virus; retrieve it with RETR for the cleaned copy."),
   tooLarge: () => err("[SYS/PERM] Message is larger than the proxy may scan (maxMessageSize)."),

@@ -5,8 +5,9 @@
 import type { TLSOptions } from "bun";
 import type { Config } from "../config/types.ts";
 import { redactCommand, type Logger } from "../log.ts";
+import type { Admission } from "../net/login-guard.ts";
 import type { Channel } from "../net/queue.ts";
-import { passwordProblem } from "../net/routing.ts";
+import { parseAuthPlain, passwordProblem } from "../net/routing.ts";
 import { hasControlBytes, parseHostPort } from "../net/security.ts";
 import { resolveHost, type Trust } from "../net/upstream.ts";
 import { COMMANDS, type State } from "./commands.ts";
@@ -34,6 +35,8 @@ export interface SessionDeps {
   excludedApp: Promise<string | null>;
   /** Seam for IMAP on fixed listeners: takes over the connection; absent: refused with a log line. */
   onImapGreeting?: (client: Channel, server: ServerConn, greeting: string) => void;
+  /** This connection's standing with the proxy's login guard (failed-login limits); absent in some tests. */
+  admission?: Admission;
 }
 
 export interface SessionSummary {
@@ -69,6 +72,8 @@ export class Pop3Session {
   private readonly started = performance.now();
   private lastActivity = performance.now();
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Until login: the authorization state's total deadline (clientLoginTimeout). */
+  private loginTimer: ReturnType<typeof setTimeout> | null = null;
   private endReason = "client closed";
   /** A fixed upstream that speaks IMAP: the session gave both connections to the IMAP side. */
   private handedOver = false;
@@ -111,6 +116,11 @@ export class Pop3Session {
   /** Runs the session to its end; never rejects. */
   async run(): Promise<SessionSummary> {
     this.armIdle();
+    // However busy a client keeps the line (a byte a second resets the idle timer), it must log in by then.
+    this.loginTimer = setTimeout(() => {
+      this.loginTimer = null;
+      if (this.state !== "transaction" && !this.client.isClosed) this.abort("no login in time", R.loginTimeout());
+    }, this.deps.config.limits.clientLoginTimeout);
     try {
       const greeted = this.deps.fixedUpstream ? await this.connectFixed() : (this.send(R.greeting().bytes()), true);
       if (greeted) await this.commandLoop();
@@ -135,6 +145,7 @@ export class Pop3Session {
 
   private summary(): SessionSummary {
     if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.loginTimer) clearTimeout(this.loginTimer);
     const summary: SessionSummary = {
       user: this.user, server: this.where, ...this.stats,
       durationMs: Math.round(performance.now() - this.started), end: this.endReason,
@@ -241,26 +252,44 @@ export class Pop3Session {
   }
 
   async loginRouted(nameText: string, password: string): Promise<void> {
+    if (this.deps.admission?.blocked(nameText)) {
+      this.log.warn("login refused", { login: nameText.replace(/[\x00-\x1f\x7f]/g, "?"), reason: "too many failed logins for this name from this address" });
+      return this.loginFailed(nameText);
+    }
     const name = parseRoutedName(nameText);
     if (typeof name === "string") {
       this.log.info("login refused", { login: nameText.replace(/[\r\n\0]/g, "?"), reason: name });
-      return this.reply(R.authFailed());
+      return this.loginFailed(nameText);
     }
     const bad = passwordProblem(password);
     if (bad) {
       this.log.info("login refused", { user: name.user, reason: bad });
-      return this.reply(R.authFailed());
+      return this.loginFailed(nameText);
     }
     let done: LoggedIn;
     try {
       done = await routedLogin({ config: this.deps.config, trust: this.deps.trust, log: this.log }, { name, password });
     } catch (e) {
-      if (e instanceof Pop3Reply) return this.reply(e);
+      if (e instanceof Pop3Reply) return e.text === R.authFailed().text ? this.loginFailed(nameText) : this.reply(e);
       throw e;
     }
     const where = `${name.host}:${done.port}`;
     await this.enterTransaction(done.server, name.user, where, done.ip, done.tls);
     this.send(done.reply + CRLF_TEXT);
+  }
+
+  /**
+   * A failed login, answered with the one uniform reply; the connection closes once it has used
+   * up maxLoginFailures (the guard also remembers the name's failures for this address).
+   */
+  private loginFailed(name: string, reply: Pop3Reply | string = R.authFailed()): void {
+    if (typeof reply === "string") this.send(reply + CRLF_TEXT);
+    else this.reply(reply);
+    if (this.deps.admission?.failed(name)) {
+      this.log.warn("too many failed logins: closing", { failures: this.deps.config.limits.maxLoginFailures });
+      this.endReason = "too many failed logins";
+      this.closeAfterReplies();
+    }
   }
 
   /** Fixed upstream: a login command goes to the server as it is; success opens the transaction. */
@@ -272,6 +301,7 @@ export class Pop3Session {
       return this.reply(R.authFailed());
     }
     if (verb === "USER" || verb === "APOP") this.user = userForLog;
+    if (verb === "AUTH") this.addSaslSecrets(lineText(line).trim().split(/\s+/)[2] ?? "");
     server.send(line);
     for (;;) {
       const st = await server.status({ continuation: verb === "AUTH" });
@@ -285,6 +315,7 @@ export class Pop3Session {
           await server.status().catch(() => null);
           return this.reply(R.authFailed());
         }
+        this.addSaslSecrets(lineText(answer).trim());
         server.send(answer);
         continue;
       }
@@ -292,9 +323,17 @@ export class Pop3Session {
         const hp = parseHostPort(this.deps.fixedUpstream!)!;
         await this.enterTransaction(server, this.user ?? "(sasl)", this.deps.fixedUpstream!, this.fixedIp ?? hp.host, this.fixedTls);
       }
+      if (!st.ok && verb !== "USER") return this.loginFailed(this.user ?? "(sasl)", st.line);
       this.send(st.line + CRLF_TEXT);
       return;
     }
+  }
+
+  /** A SASL PLAIN response and the password inside it are masked in every later log line. */
+  private addSaslSecrets(response: string): void {
+    this.log.addSecret(response);
+    const parsed = parseAuthPlain(response);
+    if (typeof parsed !== "string") this.log.addSecret(parsed.password);
   }
 
   /** The client's next line (a SASL answer); null when the client went away or sent too much. */
@@ -401,6 +440,9 @@ export class Pop3Session {
     this.user = user;
     this.where = where;
     this.state = "transaction";
+    this.deps.admission?.loggedIn();
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.loginTimer = null;
     this.log.info("logged in", { user, server: where, ip, upstreamTls: tls, clientTls: this.client.tls, ...(exclusion ? { unscanned: exclusion } : {}) });
     if (exclusion) this.log.info("session relayed without scanning", { exclusion });
     this.relay = new Relay({

@@ -99,7 +99,10 @@ export async function spawnProxy(dir: string, portCount: number, makeConfig: (po
 async function spawnOnce(dir: string, config: object): Promise<ProxyProcess> {
   const xdgState = join(dir, "state");
   const cfg = join(dir, "proxy.json");
-  await writeFile(cfg, JSON.stringify({ logFormat: "json", logLevel: "info", ...config }));
+  // Every bench client comes from 127.0.0.1 and opens hundreds of sessions at once (the load runs),
+  // far past the default cap on connections per address that have not logged in yet.
+  const limits = { maxUnauthenticatedPerClient: 5000, ...((config as { limits?: object }).limits ?? {}) };
+  await writeFile(cfg, JSON.stringify({ logFormat: "json", logLevel: "info", ...config, limits }));
   const proc = Bun.spawn([...proxyCommand(), "serve", "--config", cfg], {
     stdout: "ignore", stderr: "pipe", stdin: "ignore",
     env: { ...process.env, XDG_STATE_HOME: xdgState, XDG_CONFIG_HOME: join(dir, "config"), NO_COLOR: "1" },

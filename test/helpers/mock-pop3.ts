@@ -14,6 +14,10 @@ export interface MockFaults {
   greeting?: string | null;
   /** Answer nothing to USER/PASS/AUTH, one byte of a reply every this many ms (a server stalling the login). */
   stallLogin?: number;
+  /** After answering NOOP, this text follows: in the same write ("now") or 100 ms later ("later"), answering nothing. */
+  unsolicited?: { text: string; when: "now" | "later" };
+  /** A failed login is answered with the password (and the SASL response) echoed in the -ERR text. */
+  echoPassword?: boolean;
   /** A status line of this many bytes for STAT. */
   hugeStatLine?: number;
 }
@@ -143,7 +147,7 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
         return reply(s, "+OK");
       case "PASS":
         if (c.user !== null && users[c.user] === arg) { c.state = "tx"; return reply(s, `+OK Logged in as ${c.user}.`); }
-        return reply(s, "-ERR [AUTH] Authentication failed.");
+        return reply(s, faults.echoPassword ? `-ERR [AUTH] wrong password: ${arg}` : "-ERR [AUTH] Authentication failed.");
       case "AUTH":
         if (faults.stallLogin) return trickle(s, "+OK", faults.stallLogin);
         if (rest[0]?.toUpperCase() !== "PLAIN") return reply(s, "-ERR unsupported");
@@ -199,6 +203,8 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
         c.deleted.add(n);
         return reply(s, `+OK message ${n} deleted`);
       case "NOOP":
+        if (faults.unsolicited?.when === "now") return write(s, "+OK\r\n" + faults.unsolicited.text);
+        if (faults.unsolicited) setTimeout(() => write(s, faults.unsolicited!.text), 100);
         return reply(s, "+OK");
       case "RSET":
         c.deleted.clear();
@@ -215,7 +221,7 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
       s.data.state = "tx";
       return reply(s, `+OK Logged in as ${user}.`);
     }
-    return reply(s, "-ERR [AUTH] Authentication failed.");
+    return reply(s, faults.echoPassword ? `-ERR [AUTH] no such login ${b64} (${user}:${pass})` : "-ERR [AUTH] Authentication failed.");
   };
 
   const handlers = {

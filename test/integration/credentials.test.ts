@@ -4,6 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { startMockImap } from "../helpers/mock-imap.ts";
 import { startMockPop3 } from "../helpers/mock-pop3.ts";
+import { createLogger } from "../../core/log.ts";
 import { logObjects, startProxy, TestClient } from "../helpers/proxy.ts";
 
 const b64 = (s: string) => Buffer.from(s, "latin1").toString("base64");
@@ -118,5 +119,48 @@ describe("IMAP: control bytes in credentials", () => {
     // A clean login on the same connection still works.
     s.c.send(`c LOGIN ${s.user} secret`);
     expect((await s.c.untilTagged("c")).at(-1)).toStartWith("c OK");
+  });
+});
+
+describe("the session's password never reaches the log, whatever sends it", () => {
+  const PW = "Echo-Me-9c4e";
+
+  test("a server that echoes the password (and the SASL response) in its -ERR: masked in every line", async () => {
+    for (const capa of [USER_PASS_ONLY, ["USER", "SASL PLAIN"]]) {
+      await using mock = await startMockPop3({ capa, faults: { echoPassword: true } });
+      await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
+      await using c = await TestClient.connect(proxy.ports.pop3);
+      await c.line();
+      c.send(`USER alice/127.0.0.1:${mock.port}`);
+      await c.line();
+      c.send(`PASS ${PW}`);
+      expect(await c.line()).toBe("-ERR [AUTH] Authentication failed.");
+      const clientB64 = b64(`\0alice/127.0.0.1:${mock.port}\0${PW}`);
+      c.send(`AUTH PLAIN ${clientB64}`);
+      expect(await c.line()).toBe("-ERR [AUTH] Authentication failed.");
+      c.send("QUIT");
+      await c.closed;
+      await proxy.service.stop();
+      // The server did echo it: the proxy logged the server's reply, masked.
+      const all = proxy.logs.join("\n");
+      expect(all).toContain("upstream login failed");
+      expect(all).toContain("***");
+      for (const secret of [PW, clientB64, b64(`alice\0alice\0${PW}`), b64(`\0alice\0${PW}`)]) expect(all).not.toContain(secret);
+    }
+  });
+
+  test("a logger masks a secret in the message, in nested fields and in errors, for children made before and after", () => {
+    const lines: string[] = [];
+    const root = createLogger({ format: "json", write: (l) => lines.push(l) });
+    const session = root.child({ session: 1 });
+    const early = session.child({ mailbox: "INBOX" });
+    session.addSecret("hunter22");
+    const late = session.child({ uid: 7 });
+    early.warn("reply hunter22", { reply: "-ERR bad hunter22", nested: { list: ["x hunter22"] }, error: new Error("echo hunter22") });
+    late.info("ok", { reply: "hunter22!" });
+    root.child({ session: 2 }).info("another session's hunter22 is not this one's secret");
+    expect(lines.slice(0, 2).join("\n")).not.toContain("hunter22");
+    expect(lines[0]).toContain("***");
+    expect(lines[2]).toContain("hunter22");
   });
 });

@@ -166,7 +166,8 @@ describe("POP3 relay", () => {
 
   test("wrong password, refused port and malformed name all get the one uniform failure; no password in the logs", async () => {
     const mock = await startMockPop3({ messages: [CLEAN] });
-    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+    // Four failures on one connection: past the default maxLoginFailures (3), which closes it.
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxLoginFailures: 10 } });
     await using c = await TestClient.connect(proxy.ports.pop3);
     expect(await login(c, mock, "alice", "Wrong-Pa55word")).toBe("-ERR [AUTH] Authentication failed.");
     c.send("USER alice/127.0.0.1:25");
