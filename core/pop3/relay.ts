@@ -12,7 +12,7 @@ import { DotEncoder } from "./dot.ts";
 import { filterCapa, multiLine } from "./capa.ts";
 import { latin1Bytes } from "./lines.ts";
 import { R, type Pop3Reply } from "./replies.ts";
-import type { ServerConn } from "./server.ts";
+import { ProtocolError, type ServerConn } from "./server.ts";
 
 export type Expect =
   | { kind: "single" }
@@ -70,6 +70,11 @@ export class Relay {
   constructor(private readonly o: RelayOptions) {
     // Rare (once per backlog, not per chunk), and it is how a client that stops reading shows up.
     o.server.onPause = () => o.log.debug("upstream read paused: client not reading", { clientQueued: o.client.out.pending, upstreamBuffered: o.server.reader.buffered });
+    // Bytes while no command is outstanding would be read as the next command's reply, a step late
+    // from then on (an unscanned body could pass as a LIST reply): the pump wakes and ends the session.
+    o.server.onData = () => {
+      if (this.queue.length === 0 && !this.busy) this.wakePump?.();
+    };
   }
 
   get idle(): boolean { return this.queue.length === 0 && !this.busy; }
@@ -127,6 +132,8 @@ export class Relay {
   private async next(): Promise<Entry | null> {
     while (this.queue.length === 0) {
       if (this.stopped) return null;
+      const stray = this.o.server.reader.buffered;
+      if (stray > 0) throw new ProtocolError(`the server sent ${stray} bytes no command asked for`);
       const { promise, resolve } = Promise.withResolvers<void>();
       this.wakePump = resolve;
       await promise;

@@ -24,6 +24,8 @@ export class ServerConn {
   readonly reader: ByteReader;
   /** Called when reading from the server pauses because the proxy's side is full (a slow client). */
   onPause: (() => void) | null = null;
+  /** Called after bytes from the server were buffered (the relay checks that a command asked for them). */
+  onData: (() => void) | null = null;
   /** While the proxy logs in (performance.now() ms): every read must finish by then. null once logged in. */
   loginDeadline: number | null = null;
   private disarmLogin: (() => void) | null = null;
@@ -34,7 +36,10 @@ export class ServerConn {
       onPause: () => { ch.pause("reader"); this.onPause?.(); },
       onResume: () => ch.resume("reader"),
     });
-    ch.attach(this.reader);
+    ch.attach({
+      push: (c) => { this.reader.push(c); this.onData?.(); },
+      close: (e) => this.reader.close(e),
+    });
   }
 
   /**

@@ -87,6 +87,23 @@ describe("POP3 faults", () => {
     expect(slow.commands.flat().some((l) => l.startsWith("PASS"))).toBe(false);
   });
 
+  for (const when of ["now", "later"] as const) {
+    test(`a server that sends a reply nobody asked for (${when === "now" ? "with the last reply" : "while idle"}): the session ends before it answers the next command`, async () => {
+      const stray = "+OK 2 messages (not asked for)\r\n1 120\r\n2 999\r\n.\r\n";
+      await using mock = await startMockPop3({ messages: ["Subject: a\r\n\r\nx\r\n"], faults: { unsolicited: { text: stray, when } } });
+      await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+      await using c = await loggedIn(proxy.ports.pop3, mock.port);
+      c.send("NOOP");
+      expect(await c.line()).toBe("+OK");
+      await Bun.sleep(200);
+      c.sendRaw("LIST\r\n");
+      const rest = (await c.rest()).toString("latin1");
+      expect(rest).not.toContain("not asked for");
+      expect(rest).not.toContain("2 999");
+      expect(logObjects(proxy.logs).find((l) => l.msg === "session end")?.end).toContain("no command asked for");
+    });
+  }
+
   test("upstream cut mid-message: the client gets no part of it and no terminating dot; the connection closes", async () => {
     const msg = bigMessage(200_000);
     const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 100_000 } } });
