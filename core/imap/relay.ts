@@ -15,7 +15,7 @@ import { FetchResponse, isFetchResponse, literalItem, textItem, type FetchItem }
 import { structureText } from "./bodystructure.ts";
 import { envelopeText } from "./envelope.ts";
 import { parseFetch, singleNumber, type FetchRequest } from "./fetch-items.ts";
-import type { ImapServerConn } from "./server.ts";
+import { ImapProtocolError, type ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
 import type { CachedMessage, MessageCache, MessageKey } from "./cache.ts";
 import type { CleanIndex } from "./clean-index.ts";
@@ -390,8 +390,15 @@ export class ImapRelay {
     const tag = text.slice(0, text.indexOf(" "));
     const i = this.inflight.findIndex((f) => f.tag === tag);
     if (i < 0) {
-      await this.relaySegments(seg); // a tag we do not know: the server's business, passed on
-      return false;
+      // A BAD for a tag nobody used is the server refusing a line it could not parse (Dovecot answers
+      // each line of a literal it did not take as a command so): nothing ran, it is passed on. An OK
+      // or NO completes a command nobody sent: the server has lost step with the client (or lies),
+      // and any later completion could land on the wrong command. The session ends here.
+      if (/^\S+ BAD\b/i.test(text)) {
+        await this.relaySegments(seg);
+        return false;
+      }
+      throw new ImapProtocolError(`the server completed a command nobody sent: ${JSON.stringify(text.slice(0, 60))}`);
     }
     const f = this.inflight[i]!;
     this.inflight.splice(i, 1);

@@ -40,6 +40,8 @@ export interface MockImapFaults {
    * as Dovecot sends it), or into its text when it has none; then the connection closes.
    */
   cutEnvelope?: { uid: number; after: number };
+  /** After NOOP's completion, this tagged line follows (answering no command). */
+  strayTagged?: string;
   /** LOGIN and AUTHENTICATE get no reply, only one byte of "* OK" every this many ms (a server stalling the login). */
   stallLogin?: number;
 }
@@ -667,7 +669,13 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
   const AUTHED: State[] = ["auth", "selected"];
   const table: Record<string, CommandSpec> = {
     CAPABILITY: { states: ANY, run: (x) => { x.out.push(text(`* CAPABILITY ${caps(x.c).join(" ")}\r\n`)); return "OK Capability completed."; } },
-    NOOP: { states: ANY, run: () => "OK NOOP completed." },
+    NOOP: {
+      states: ANY,
+      run: (x) => {
+        if (faults.strayTagged) setTimeout(() => send(x.c, [text(faults.strayTagged + "\r\n")]), 50);
+        return "OK NOOP completed.";
+      },
+    },
     ID: { states: ANY, run: (x) => { x.out.push(text('* ID ("name" "mailsentry-mock-imap")\r\n')); return "OK ID completed."; } },
     LOGOUT: {
       states: ANY,

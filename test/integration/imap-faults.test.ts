@@ -3,7 +3,7 @@
 // reported with the implicit-TLS hint, and an unsolicited FETCH with a body during IDLE is scanned too.
 import { describe, expect, test } from "bun:test";
 import { startMockImap } from "../helpers/mock-imap.ts";
-import { TestClient, startProxy } from "../helpers/proxy.ts";
+import { TestClient, logObjects, startProxy } from "../helpers/proxy.ts";
 import { EICAR_TEXT } from "../helpers/eicar.ts";
 
 const body = (n: number) => `From: a@example.test\r\nSubject: m${n}\r\n\r\n${"line of text\r\n".repeat(200)}`;
@@ -54,6 +54,19 @@ describe("IMAP upstream faults", () => {
     const waited = performance.now() - started;
     expect(waited).toBeGreaterThanOrEqual(600);
     expect(waited).toBeLessThan(3000);
+  });
+
+  test("a tagged completion for a command nobody sent ends the session before it can answer the wrong command", async () => {
+    await using mock = await startMockImap({ messages: [body(1)], faults: { strayTagged: "b2 OK SELECT completed (answering nothing)" } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
+    await using c = await login(proxy.ports.imap, mock.port);
+    c.send("b1 NOOP");
+    expect(await c.line()).toBe("b1 OK NOOP completed.");
+    await Bun.sleep(150);
+    c.sendRaw("b2 SELECT INBOX\r\n");
+    const rest = (await c.rest()).toString("latin1");
+    expect(rest).not.toContain("answering nothing");
+    expect(logObjects(proxy.logs).find((l) => l.msg === "session end")?.end).toContain("completed a command nobody sent");
   });
 
   test("an unsolicited FETCH with an infected body during IDLE is not passed on as it is", async () => {
