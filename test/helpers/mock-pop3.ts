@@ -6,6 +6,8 @@ import type { Socket, TCPSocketListener } from "bun";
 export interface MockFaults {
   /** RETR of this message number sends only the first cutAfter bytes of its body, then closes. */
   cutRetr?: { msg: number; cutAfter: number };
+  /** LIST or UIDL without argument sends this many bytes of its listing (status line included), then closes. */
+  cutListing?: number;
   /** RETR of this message number sends its status line and then nothing more. */
   stallRetr?: number;
   /** Every reply line is replaced by this (garbage). */
@@ -174,7 +176,12 @@ export async function startMockPop3(o: MockOptions = {}): Promise<MockPop3> {
       case "UIDL":
         if (arg) return msg ? reply(s, `+OK ${n} ${verb === "LIST" ? msg.length : "uid" + n}`) : reply(s, "-ERR no such message");
         if (faults.garbageAfterLogin) return reply(s, "");
-        return write(s, `+OK\r\n${live(c).map(({ n, m }) => `${n} ${verb === "LIST" ? m.length : "uid" + n}\r\n`).join("")}.\r\n`);
+        {
+          const listing = `+OK\r\n${live(c).map(({ n, m }) => `${n} ${verb === "LIST" ? m.length : "uid" + n}\r\n`).join("")}.\r\n`;
+          if (faults.cutListing === undefined) return write(s, listing);
+          write(s, listing.slice(0, faults.cutListing));
+          return void setTimeout(() => s.end(), 20);
+        }
       case "RETR": {
         if (!msg) return reply(s, "-ERR no such message");
         if (faults.garbageAfterLogin) return reply(s, "");

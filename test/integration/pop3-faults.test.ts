@@ -104,6 +104,34 @@ describe("POP3 faults", () => {
     });
   }
 
+  for (const verb of ["LIST", "UIDL"]) {
+    test(`upstream cut inside a ${verb} listing: the client never gets the final dot`, async () => {
+      const messages = Array.from({ length: 3000 }, (_, i) => `Subject: m${i}\r\n\r\nbody\r\n`);
+      await using mock = await startMockPop3({ messages, faults: { cutListing: 20_000 } });
+      await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+      await using c = await loggedIn(proxy.ports.pop3, mock.port);
+      c.send(verb);
+      const rest = (await c.rest()).toString("latin1");
+      expect(rest).toStartWith("+OK");
+      expect(rest.length).toBeLessThanOrEqual(20_000);
+      expect(rest).not.toContain("\r\n.\r\n");
+      expect(rest.endsWith(".\r\n")).toBe(false);
+    });
+  }
+
+  test("a client that vanishes without QUIT: the proxy sends no QUIT either, so its DELE is not committed", async () => {
+    await using mock = await startMockPop3({ messages: ["Subject: a\r\n\r\nx\r\n", "Subject: b\r\n\r\ny\r\n"] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
+    const c = await loggedIn(proxy.ports.pop3, mock.port);
+    c.send("DELE 1");
+    expect(await c.line()).toStartWith("+OK");
+    await c[Symbol.asyncDispose](); // gone: no QUIT, the socket just closes
+    await proxy.waitLog((l) => l.msg === "session end");
+    await Bun.sleep(50);
+    expect(mock.commands.flat()).not.toContain("QUIT");
+    expect(mock.deleted).toEqual([]);
+  });
+
   test("upstream cut mid-message: the client gets no part of it and no terminating dot; the connection closes", async () => {
     const msg = bigMessage(200_000);
     const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 100_000 } } });
