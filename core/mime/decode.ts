@@ -9,18 +9,30 @@ const SP = 0x20;
 const TAB = 0x09;
 const EQ = 0x3d;
 
-// Base64 alphabet value of each byte; both alphabets (RFC 4648 §4 and §5, as Buffer accepts them).
+// Base64 value of each byte. MIME's alphabet (RFC 2045 §6.8) is what mail readers decode: "-" and
+// "_" are junk there and skipped. The URL-safe alphabet (RFC 4648 §5), where they are 62 and 63, is
+// what Buffer and readers built on it take; the pipeline decodes a body holding them both ways.
 const B64_JUNK = -1;
 const B64_PAD = -2;
-const B64_VALUE = (() => {
+const table = (url: boolean) => {
   const t = new Int8Array(256).fill(B64_JUNK);
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   for (let i = 0; i < 64; i++) t[alphabet.charCodeAt(i)] = i;
-  t[0x2d] = 62; // "-"
-  t[0x5f] = 63; // "_"
+  if (url) {
+    t[0x2d] = 62; // "-"
+    t[0x5f] = 63; // "_"
+  }
   t[EQ] = B64_PAD;
   return t;
-})();
+};
+const B64_VALUE = table(false);
+const B64_VALUE_URL = table(true);
+
+/** True when base64 text holds "-" or "_": readers then disagree on what it decodes to. */
+export function hasUrlAlphabet(bytes: Uint8Array): boolean {
+  const b = asBuffer(bytes);
+  return b.indexOf(0x2d) !== -1 || b.indexOf(0x5f) !== -1;
+}
 
 /**
  * Lenient base64 over the bytes themselves: junk and whitespace are skipped, missing padding is
@@ -29,11 +41,11 @@ const B64_VALUE = (() => {
  * piece. Decoding here, not through a latin1 string and Buffer.from(…, "base64"), saves a copy of
  * the encoded text the size of the attachment; fresh memory is the dearest part of decoding.
  */
-export function decodeBase64(bytes: Uint8Array): Uint8Array {
+export function decodeBase64(bytes: Uint8Array, urlAlphabet = false): Uint8Array {
   const b = bytes;
   const len = b.length;
   const out = Buffer.allocUnsafe(Math.ceil(len / 4) * 3);
-  const T = B64_VALUE;
+  const T = urlAlphabet ? B64_VALUE_URL : B64_VALUE;
   let o = 0;
   let acc = 0;
   let n = 0; // characters in acc

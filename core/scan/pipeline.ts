@@ -3,7 +3,7 @@
 // decides an action. Awaits happen only when the engine is async or an archive is opened.
 import type { ScanLimits } from "../limits.ts";
 import { asBuffer } from "../mime/bytes.ts";
-import { decodePartBody, findUuencoded } from "../mime/decode.ts";
+import { decodeBase64, decodePartBody, findUuencoded, hasUrlAlphabet } from "../mime/decode.ts";
 import { decodeBase64Runs, findDataUris, guessBoundary } from "../mime/embedded.ts";
 import { headerValue, otherReadings, parseMessage, splitWithBoundary } from "../mime/parse.ts";
 import type { MimePart, Reading } from "../mime/types.ts";
@@ -263,7 +263,12 @@ class Run {
       for (const block of findUuencoded(body)) add(block.data, `uuencoded "${block.filename}"`, block.filename);
     }
     if (text) decodeBase64Runs(body).forEach((data, i) => add(data, `base64 block ${i + 1}`, ""));
-    if (isHtml(part)) findDataUris(body).forEach((data, i) => add(data, `data: URI ${i + 1}`, ""));
+    // Not only HTML: a reader that sniffs a text/plain body as HTML (some webmails do) opens them too.
+    if (text || isHtml(part)) findDataUris(body).forEach((data, i) => add(data, `data: URI ${i + 1}`, ""));
+    if (part.transferEncoding === "base64") {
+      const encoded = leaf.buf.subarray(part.bodyStart, part.bodyEnd);
+      if (hasUrlAlphabet(encoded)) add(decodeBase64(encoded, true), "decoded with the URL-safe alphabet", part.filename ?? "", leaf.encodedMessage);
+    }
     if (leaf.encodedMessage && !identity) {
       const asWritten = leaf.buf.subarray(part.bodyStart, part.bodyEnd);
       if (looksLikeMessage(asWritten)) add(asWritten, "as written", "", true);
