@@ -10,6 +10,7 @@ import { findLocalProcess, makeServerExclusion, matchApp } from "./net/exclusion
 import { ByteBudget } from "./net/budget.ts";
 import { listen, type Listener } from "./net/listen.ts";
 import { LoginGuard, type Admission } from "./net/login-guard.ts";
+import { openFileLimit, sessionCap } from "./net/fd-limit.ts";
 import type { Channel } from "./net/queue.ts";
 import { isLoopback, listenerProblems } from "./net/security.ts";
 import { loadTrust, type Trust } from "./net/upstream.ts";
@@ -83,6 +84,9 @@ export class Service {
   /** Failed-login and unauthenticated-connection limits, across listeners and reloads. */
   private readonly guard = new LoginGuard(() => this.gen.config.limits);
   private nextId = 1;
+  /** Sessions the open-file limit leaves room for (see net/fd-limit.ts). */
+  private maxSessions = Infinity;
+  private lastFdWarning = -Infinity;
   private stopping: Promise<void> | null = null;
   private readonly stopped = Promise.withResolvers<void>();
 
@@ -93,6 +97,9 @@ export class Service {
     const problems = listenerProblems(opts.config, SERVED);
     if (problems.length) throw new Error(`refusing to start: ${problems.join("; ")}`);
     const s = new Service(opts);
+    const fdLimit = await openFileLimit();
+    s.maxSessions = sessionCap(fdLimit);
+    if (Number.isFinite(fdLimit)) opts.log.info("sessions capped by the open-file limit", { openFiles: fdLimit, maxSessions: s.maxSessions });
     s.gen = await s.build(opts.config);
     try {
       s.bindAll();
@@ -190,6 +197,17 @@ export class Service {
     const client = `${ch.info.remoteAddress}:${ch.info.remotePort}`;
     const log = this.opts.log.child({ session: id, protocol, client });
     const imap = protocol === "imap" || protocol === "imaps";
+    if (this.sessions.size >= this.maxSessions) {
+      // Near the open-file limit: refuse now rather than run into EMFILE, where accept spins.
+      const now = performance.now();
+      if (now - this.lastFdWarning > 60_000) {
+        this.lastFdWarning = now;
+        log.warn("at the open-file limit: refusing new connections until sessions end", { sessions: this.sessions.size, maxSessions: this.maxSessions });
+      }
+      ch.out.write(Buffer.from(imap ? "* BYE [UNAVAILABLE] mailsentry is at its connection limit; try again later.\r\n" : "-ERR [SYS/TEMP] mailsentry is at its connection limit; try again later.\r\n"));
+      ch.end();
+      return;
+    }
     const admission = this.guard.admit(ch.info.remoteAddress);
     if (!admission) {
       // Turned away at the greeting: slow-drip clients must not pile up connections that never log in.

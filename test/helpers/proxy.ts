@@ -317,8 +317,11 @@ export interface ProxyProcess {
 }
 
 /** `mailsentry serve` in a subprocess; resolves once it reports that it runs. */
-export async function startProxyProcess(o: { config: string; home: string; args?: string[] }): Promise<ProxyProcess> {
-  const proc = Bun.spawn([...cliCommand(), "serve", "--config", o.config, ...(o.args ?? [])], {
+export async function startProxyProcess(o: { config: string; home: string; args?: string[]; fileLimit?: number }): Promise<ProxyProcess> {
+  const command = [...cliCommand(), "serve", "--config", o.config, ...(o.args ?? [])];
+  // A lower RLIMIT_NOFILE for the proxy alone: bash sets it, then becomes the proxy (same pid).
+  const argv = o.fileLimit ? ["bash", "-c", `ulimit -n ${o.fileLimit} && exec "$@"`, "mailsentry", ...command] : command;
+  const proc = Bun.spawn(argv, {
     cwd: ROOT, env: cliEnv(o.home), stdout: "ignore", stderr: "pipe", stdin: "ignore",
   });
   const lines: string[] = [];
