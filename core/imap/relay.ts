@@ -76,7 +76,11 @@ interface InFlight {
 
 type OwnCommand =
   | { kind: "uids"; found: { uid: number; size: number }[] }
-  | { kind: "prefetch"; keepOriginal: boolean };
+  /**
+   * copies: for a command on one UID, what the message scanned to, kept for that command even when
+   * the cache has no room (one message's worth; a many-message prefetch keeps nothing here).
+   */
+  | { kind: "prefetch"; keepOriginal: boolean; copies: Map<number, CachedMessage> | null };
 
 /** Thrown when the client must be cut off without completing the response in progress. */
 export class RelayAbort extends Error {
@@ -262,11 +266,11 @@ export class ImapRelay {
       return this.local(seg, tag, "NO [CANNOT] BINARY, PREVIEW and SNIPPET are not available through mailsentry; fetch BODY[] instead.");
     }
     const needsCopy = this.o.filter !== null && req.names.some((n) => n.kind === "section" || n.kind === "structure");
-    if (needsCopy) await this.prefetch(req);
+    const fresh = needsCopy ? await this.prefetch(req) : null;
     const f = this.track(tag, verb);
     f.fetch = req;
     let line = seg.text;
-    const copy = seg.literal ? null : this.rangesFromCopy(req);
+    const copy = seg.literal ? null : this.rangesFromCopy(req, fresh);
     if (copy) {
       f.copy = copy;
       line = latin1Bytes(`${tag} ${verb} ${req.set} ${req.itemsText.replace(WHOLE_RANGE, "$1<$2.1>")}${req.modifiers}`);
@@ -286,7 +290,7 @@ export class ImapRelay {
    * server need not send the message a second time. Only for one UID whose body items are all such
    * ranges; the copy is pinned for the command.
    */
-  private rangesFromCopy(req: FetchRequest): { key: MessageKey; entry: CachedMessage } | null {
+  private rangesFromCopy(req: FetchRequest, fresh: Map<number, CachedMessage> | null): { key: MessageKey; entry: CachedMessage } | null {
     if (this.o.filter === null || !req.uid) return null;
     const uid = singleNumber(req.set);
     if (uid === null || !this.selected || this.selected.uidValidity === null) return null;
@@ -295,20 +299,28 @@ export class ImapRelay {
     // The rewrite must reach every one of them: the items as written hold exactly these ranges.
     if ((req.itemsText.match(WHOLE_RANGE) ?? []).length !== bodies.length) return null;
     const key = this.key(uid);
-    const entry = this.o.cache.get(key);
-    if (!entry || entry.size === 0 || entry.bytes.length !== entry.size) return null;
+    // The cache's copy, or the one this command's prefetch just made when the cache had no room for it:
+    // chunks of a cleaned message must be cut from the cleaned copy, never relayed from the server.
+    const cached = this.o.cache.get(key);
+    const usable = (e: CachedMessage | undefined) => !!e && e.size > 0 && e.bytes.length === e.size;
+    const entry = usable(cached) ? cached! : fresh?.get(uid);
+    if (!entry || !usable(entry)) return null;
     if (this.withholds(entry.verdict)) return null;
     return { key, entry };
   }
 
-  /** Makes sure every message of the request is in the cache or known clean. */
-  private async prefetch(req: FetchRequest): Promise<void> {
+  /**
+   * Makes sure every message of the request is in the cache or known clean; returns the copies it
+   * made (by UID), which the command may use even when the cache had no room to keep them.
+   */
+  private async prefetch(req: FetchRequest): Promise<Map<number, CachedMessage>> {
+    const copies = new Map<number, CachedMessage>();
     await this.drained();
     const sel = this.selected;
-    if (!sel || sel.uidValidity === null) return; // nothing to key a copy by: parts are scanned as they come
+    if (!sel || sel.uidValidity === null) return copies; // nothing to key a copy by: parts are scanned as they come
     let targets: { uid: number; size: number | null }[];
     const one = req.uid ? singleNumber(req.set) : null;
-    if (one !== null && this.known(this.key(one), null)) return;
+    if (one !== null && this.known(this.key(one), null)) return copies;
     const found = await this.own(`${req.uid ? "UID " : ""}FETCH ${req.set} (UID RFC822.SIZE)`, { kind: "uids", found: [] });
     targets = found.kind === "uids" ? found.found : [];
     const missing = targets.filter((t) => !this.known(this.key(t.uid), t.size));
@@ -319,8 +331,9 @@ export class ImapRelay {
       // A range of one message is the first chunk of a chunked download: its original is kept with the
       // verdict, so the next chunks are cut from it (rangesFromCopy) until the last one drops it.
       const keepOriginal = one !== null && req.names.some((n) => n.section === "" && n.partial !== null);
-      if (small.length) await this.own(`UID FETCH ${small.map((t) => t.uid).join(",")} (UID RFC822.SIZE BODY.PEEK[])`, { kind: "prefetch", keepOriginal });
+      if (small.length) await this.own(`UID FETCH ${small.map((t) => t.uid).join(",")} (UID RFC822.SIZE BODY.PEEK[])`, { kind: "prefetch", keepOriginal, copies: one !== null ? copies : null });
     }
+    return copies;
   }
 
   private rememberOversize(uid: number): void {
@@ -623,7 +636,9 @@ export class ImapRelay {
     if (uid === null) return;
     if (own.kind === "uids") { own.found.push({ uid, size: r.number("RFC822.SIZE") ?? 0 }); return; }
     const body = r.items.find((it) => it.info.kind === "whole" && it.literal);
-    if (body?.literal) await this.scanWhole(body.literal, uid, r.seq, own.keepOriginal);
+    if (!body?.literal) return;
+    const copy = await this.scanWhole(body.literal, uid, r.seq, own.keepOriginal);
+    if (copy) own.copies?.set(uid, copy);
   }
 
   /** A body over maxMessageSize: relayed unscanned when onUnscanned is "deliver", else withheld. */
