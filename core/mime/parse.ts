@@ -146,7 +146,8 @@ function findHeaderEnd(view: Buffer, start: number, end: number, bareCr: boolean
 
 /**
  * A Content-Transfer-Encoding value as readers act on it: RFC 822 comments ("base64 (fast)"),
- * quotes, NULs and blanks removed, lower-cased; the first word counts.
+ * quotes, NULs and blanks removed, lower-cased; base64 or quoted-printable anywhere in it wins,
+ * else the first word counts.
  */
 export function normalizeEncoding(raw: string): string {
   let v = raw.replace(/\0/g, "");
@@ -155,6 +156,11 @@ export function normalizeEncoding(raw: string): string {
     v = v.replace(/\([^()]*\)/g, " "); // innermost comments first, so nested ones go too
   }
   v = v.replace(/["\s]+/g, " ").trim().toLowerCase();
+  // Readers that look for the name anywhere in the value (postal-mime does) decode "`base64" or
+  // "7bit base64" too; decoding is the reading that can hide something, the bytes as written are
+  // scanned whole anyway.
+  if (v.includes("base64")) return "base64";
+  if (v.includes("quoted-printable")) return "quoted-printable";
   const space = v.indexOf(" ");
   return (space === -1 ? v : v.slice(0, space)) || "7bit";
 }
@@ -201,7 +207,9 @@ function parseEntity(ctx: Ctx, start: number, end: number, id: string, depth: nu
   const ct = ctRaw === undefined ? undefined : parseParams(ctRaw, last);
   if (ct) {
     const type = ct.value.toLowerCase();
-    part.contentType = TYPE_RE.test(type) ? type : "text/plain"; // RFC 2045 §5.2
+    // RFC 2045 §5.2: an unreadable type is text/plain; but a multipart with a bent subtype
+    // ("multipart/m(xed") is still split by readers, as RFC 2046 §5.1.3 has unknown subtypes read as mixed.
+    part.contentType = TYPE_RE.test(type) ? type : /^multipart\//.test(type) ? "multipart/mixed" : "text/plain";
     part.params = ct.params;
     if (ct.conflicting.has("boundary")) ctx.repeated = true;
   }

@@ -86,6 +86,11 @@ export async function evasionCorpus(): Promise<Evasion[]> {
     ["an attached message as the malformed message/rfc 822", msg("rfc 822", ['Content-Type: multipart/mixed; boundary="XX"'], mixed("XX", [["Content-Type: message/rfc 822", "", innerMessage()].join(CRLF)]))],
     ["a message/rfc822 labelled base64 whose body is plain text", msg("rfc822 b64 label", ['Content-Type: multipart/mixed; boundary="XX"'],
       mixed("XX", [["Content-Type: message/rfc822", "Content-Transfer-Encoding: base64", "", innerMessage()].join(CRLF)]))],
+    ["junk before the Content-Transfer-Encoding name: `quoted-printable", msg("cte junk", ['Content-Type: multipart/mixed; boundary="XX"'],
+      mixed("XX", [["Content-Type: application/octet-stream; name=\"e.com\"", "Content-Transfer-Encoding:`quoted-printable", "", qpAllEscaped(e)].join(CRLF)]))],
+    ["a multipart with a bent subtype: multipart/m(xed", msg("bent subtype", ['Content-Type: multipart/m(xed; boundary="XX"'], mixed("XX", [qpPart()]))],
+    ["'-' in a base64 body: MIME readers skip it, so the bytes after it shift", msg("dash in base64", ['Content-Type: multipart/mixed; boundary="XX"'],
+      mixed("XX", [["Content-Type: application/zip; name=\"e.zip\"", "Content-Transfer-Encoding: base64", "", "--" + b64(zipped)].join(CRLF)]))],
     ["a raw deflate stream behind a zip-looking stub is not a zip, but a zip after junk is", msg("junk zip", ["Content-Type: application/octet-stream; name=\"x.bin\"", "Content-Transfer-Encoding: base64"],
       b64(Buffer.concat([Buffer.from(deflateRawSync(Buffer.alloc(100))), Buffer.alloc(300, 0x41), zipped])))],
   ];

@@ -43,12 +43,21 @@ describe("readings of repeated and odd headers", () => {
     expect([...parseParams('a; boundary="A"; boundary="A"').conflicting]).toEqual([]);
   });
 
+  test("a multipart with a bent subtype is still split, as mixed (RFC 2046 §5.1.3)", () => {
+    const root = parseMessage(bytes('Content-Type: multipart/m(xed; boundary="X"\r\n\r\n--X\r\n\r\nhi\r\n--X--\r\n'));
+    expect([root.contentType, root.children.length]).toEqual(["multipart/mixed", 1]);
+    expect(parseMessage(bytes("Content-Type: text/pl(in\r\n\r\nx")).contentType).toBe("text/plain");
+  });
+
   test("a transfer encoding is read as readers act on it: comments, quotes, NULs and blanks go", () => {
     expect(normalizeEncoding("base64 (fast)")).toBe("base64");
     expect(normalizeEncoding("(x (y)) Quoted-Printable")).toBe("quoted-printable");
     expect(normalizeEncoding("quoted-\0printable")).toBe("quoted-printable");
     expect(normalizeEncoding('"base64"')).toBe("base64");
     expect(normalizeEncoding("  ")).toBe("7bit");
+    expect(normalizeEncoding("`quoted-printable")).toBe("quoted-printable");
+    expect(normalizeEncoding("7bit base64")).toBe("base64");
+    expect(normalizeEncoding("x-uuencode")).toBe("x-uuencode");
   });
 });
 
