@@ -105,8 +105,11 @@ export function decodeBase64Runs(body: Uint8Array): Uint8Array[] {
 
 /** At most this many data: URIs are taken from one body; each is an object against maxFiles anyway. */
 const MAX_DATA_URIS = 1000;
-/** The media type may hold junk ("a)plication/x;base64"): browsers still honour its ";base64". */
-const DATA_URI = /data:([^,"'<>\s]{0,200}),([^"'<>()]*)/gi;
+/**
+ * The media type is everything up to the first comma and may hold junk, "<" and ">" included (inside
+ * a quoted attribute they are plain characters): browsers still honour its ";base64".
+ */
+const DATA_URI = /data:([^,"']{0,200}),([^"'<>()]*)/gi;
 
 /**
  * The data: URIs of an HTML (or any text) body, decoded (RFC 2397): base64 ones with whitespace
