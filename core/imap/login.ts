@@ -81,7 +81,7 @@ export async function connectImap(s: UpstreamSetup, host: string, ip: string, po
     if (implicitTls && isInsecureHost(trust, host)) log.warn("upstream certificate NOT verified (insecureUpstreamHosts)", { server: where });
     let greeting: string;
     try {
-      greeting = lineText(await server.reader.readLine(server.maxLine, Math.min(GREETING_TIMEOUT_MS, server.readTimeout())));
+      greeting = lineText(await server.reader.readLine(server.maxLine, Math.min(GREETING_TIMEOUT_MS, config.limits.upstreamReadTimeout)));
     } catch (e) {
       if (e instanceof ReadError && e.code === "timeout") {
         log.warn("upstream sent no greeting", { server: where, waitedMs: GREETING_TIMEOUT_MS, implicitTls });

@@ -41,9 +41,6 @@ export class ImapServerConn {
   private nextTag = 1;
   /** Called when reading from the server pauses because the proxy's side is full (a slow client). */
   onPause: (() => void) | null = null;
-  /** While the proxy logs in (performance.now() ms): every read must finish by then. null once logged in. */
-  loginDeadline: number | null = null;
-  private disarmLogin: (() => void) | null = null;
 
   constructor(readonly ch: Channel, readonly limits: ServerLimits, readerHighWater = 1024 * 1024) {
     this.reader = new ImapReader({
@@ -73,24 +70,13 @@ export class ImapServerConn {
    * past it pending reads fail with a timeout and the connection is dropped.
    */
   startLogin(ms: number): void {
-    this.loginDeadline = performance.now() + ms;
-    this.disarmLogin = readDeadline(this.reader, ms, "the upstream greeting and login", () => this.ch.destroy());
+    this.endLogin = readDeadline(this.reader, ms, "the upstream greeting and login", () => this.ch.destroy());
   }
 
-  /** Logged in (or the client logs in itself, at its own pace): reads go back to upstreamReadTimeout. */
-  endLogin(): void {
-    this.disarmLogin?.();
-    this.disarmLogin = null;
-    this.loginDeadline = null;
-  }
+  /** Logged in (or the client logs in itself, at its own pace): only the per-read timeout is left. */
+  endLogin: () => void = () => {};
 
-  /** How long the next read may wait: upstreamReadTimeout, or what is left of the login deadline. */
-  readTimeout(): number {
-    const t = this.limits.upstreamReadTimeout;
-    return this.loginDeadline === null ? t : Math.max(1, Math.min(t, this.loginDeadline - performance.now()));
-  }
-
-  readSegment(timeoutMs = this.readTimeout()): Promise<Segment> {
+  readSegment(timeoutMs = this.limits.upstreamReadTimeout): Promise<Segment> {
     return this.reader.readSegment(this.maxLine, timeoutMs);
   }
 
@@ -103,7 +89,7 @@ export class ImapServerConn {
       texts.push(segmentText(seg));
       if (!seg.literal) return { texts, literals };
       if (seg.literal.size > MAX_OWN_LITERAL) throw new ImapProtocolError(`literal of ${seg.literal.size} bytes in a reply to the proxy's own command`);
-      literals.push(await this.reader.readBytes(seg.literal.size, this.readTimeout()));
+      literals.push(await this.reader.readBytes(seg.literal.size, this.limits.upstreamReadTimeout));
     }
   }
 

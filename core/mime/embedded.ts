@@ -111,13 +111,27 @@ const MAX_DATA_URIS = 1000;
  */
 const DATA_URI = /data:([^,"']{0,200}),([^"'<>()]*)/gi;
 
+const A_COLON = Buffer.from("a:");
+const UPPER_A_COLON = Buffer.from("A:");
+
+/** Whether "data:" occurs in any letter case, found natively: every "a:" is looked back from. */
+function mayHoldDataUri(b: Buffer): boolean {
+  for (const probe of [A_COLON, UPPER_A_COLON]) {
+    for (let i = b.indexOf(probe, 3); i !== -1; i = b.indexOf(probe, i + 1)) {
+      if ((b[i - 3]! | 0x20) === 0x64 && (b[i - 2]! | 0x20) === 0x61 && (b[i - 1]! | 0x20) === 0x74) return true;
+    }
+  }
+  return false;
+}
+
 /**
  * The data: URIs of an HTML (or any text) body, decoded (RFC 2397): base64 ones with whitespace
  * and junk skipped as browsers do, the others by their %XX escapes.
  */
 export function findDataUris(body: Uint8Array): Uint8Array[] {
-  const text = asBuffer(body).toString("latin1");
-  if (!/data:/i.test(text)) return [];
+  const b = asBuffer(body);
+  if (!mayHoldDataUri(b)) return []; // most text parts: no string copy of the body at all
+  const text = b.toString("latin1");
   const out: Uint8Array[] = [];
   DATA_URI.lastIndex = 0;
   for (let m = DATA_URI.exec(text); m && out.length < MAX_DATA_URIS; m = DATA_URI.exec(text)) {

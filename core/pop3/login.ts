@@ -73,7 +73,7 @@ export async function connectAndSecure(s: UpstreamSetup, host: string, ip: strin
     // Greeting, STLS, CAPA and authentication share one deadline (cleared once logged in).
     server.startLogin(config.limits.upstreamLoginTimeout);
     if (implicitTls && isInsecureHost(trust, host)) log.warn("upstream certificate NOT verified (insecureUpstreamHosts)", { server: where });
-    const greetingRaw = await server.reader.readLine(config.limits.maxUpstreamLine, server.readTimeout());
+    const greetingRaw = await server.reader.readLine(config.limits.maxUpstreamLine, config.limits.upstreamReadTimeout);
     const greeting = lineText(greetingRaw);
     if (detectImap && /^\* (OK|PREAUTH)\b/i.test(greeting)) throw new ImapGreeting(server, greeting);
     if (!/^\+OK(\s|$)/i.test(greeting)) {

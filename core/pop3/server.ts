@@ -26,9 +26,6 @@ export class ServerConn {
   onPause: (() => void) | null = null;
   /** Called after bytes from the server were buffered (the relay checks that a command asked for them). */
   onData: (() => void) | null = null;
-  /** While the proxy logs in (performance.now() ms): every read must finish by then. null once logged in. */
-  loginDeadline: number | null = null;
-  private disarmLogin: (() => void) | null = null;
 
   constructor(readonly ch: Channel, private readonly limits: { maxUpstreamLine: number; upstreamReadTimeout: number }, readerHighWater = 1024 * 1024) {
     this.reader = new ByteReader({
@@ -47,22 +44,11 @@ export class ServerConn {
    * past it pending reads fail with a timeout and the connection is dropped.
    */
   startLogin(ms: number): void {
-    this.loginDeadline = performance.now() + ms;
-    this.disarmLogin = readDeadline(this.reader, ms, "the upstream greeting and login", () => this.ch.destroy());
+    this.endLogin = readDeadline(this.reader, ms, "the upstream greeting and login", () => this.ch.destroy());
   }
 
-  /** Logged in (or the client logs in itself, at its own pace): reads go back to upstreamReadTimeout. */
-  endLogin(): void {
-    this.disarmLogin?.();
-    this.disarmLogin = null;
-    this.loginDeadline = null;
-  }
-
-  /** How long the next read may wait: upstreamReadTimeout, or what is left of the login deadline. */
-  readTimeout(): number {
-    const t = this.limits.upstreamReadTimeout;
-    return this.loginDeadline === null ? t : Math.max(1, Math.min(t, this.loginDeadline - performance.now()));
-  }
+  /** Logged in (or the client logs in itself, at its own pace): only the per-read timeout is left. */
+  endLogin: () => void = () => {};
 
   send(line: string | Uint8Array): void {
     const bytes = typeof line === "string" ? latin1Bytes(line) : line;
@@ -71,7 +57,7 @@ export class ServerConn {
 
   /** Next status line. continuation: also accept "+ …" (SASL). Garbage is a ProtocolError. */
   async status(opts: { continuation?: boolean } = {}): Promise<Status> {
-    const raw = await this.reader.readLine(this.limits.maxUpstreamLine, this.readTimeout());
+    const raw = await this.reader.readLine(this.limits.maxUpstreamLine, this.limits.upstreamReadTimeout);
     const line = lineText(raw);
     if (/^\+OK(\s|$)/i.test(line)) return { ok: true, line, raw };
     if (/^-ERR(\s|$)/i.test(line)) return { ok: false, line, raw };
@@ -87,7 +73,7 @@ export class ServerConn {
       size += c.length;
       if (size > maxTotal) throw new ReadError("line-too-long", "multi-line reply too long");
       parts.push(c);
-    }, this.readTimeout());
+    }, this.limits.upstreamReadTimeout);
     return lineText(concatBytes(parts, size)).split(/\r?\n/).filter((l) => l.length > 0);
   }
 

@@ -227,7 +227,12 @@ class Run {
   scanTree(buf: Uint8Array, root: MimePart, prefix: string, heldBy: string | null, depth: number, seen: Set<string> | null): void | Promise<void> {
     const leaves: Leaf[] = [];
     collectLeaves(buf, root, prefix, heldBy, true, depth, this.limits.maxRecursion, leaves, this);
-    const todo = seen ? leaves.filter((leaf) => !seen.has(leafKey(leaf)) && !!seen.add(leafKey(leaf))) : leaves;
+    const todo = seen ? leaves.filter((leaf) => {
+      const key = leafKey(leaf);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    }) : leaves;
     return sequence(this, todo.map((leaf) => () => this.scanLeaf(leaf)));
   }
 

@@ -79,6 +79,8 @@ describe("objects in bodies", () => {
   test("data: URIs: base64 with blanks inside, percent-encoded, any case", () => {
     const body = bytes('<img src="data:image/png;base64,QUJD\n REVG"><a href=\'DATA:text/plain,%41%42%43\'>x</a><p>data: nothing</p>');
     expect(findDataUris(body).map((b) => Buffer.from(b).toString("latin1"))).toEqual(["ABCDEF", "ABC"]);
+    expect(findDataUris(bytes('<a href="DaTa:,%44%45">'))).toEqual([Buffer.from("DE")]);
+    expect(findDataUris(bytes("no scheme here, only a: colon and Data"))).toEqual([]);
   });
 
   test("the boundary a multipart body's own delimiter lines use", () => {
