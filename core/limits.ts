@@ -28,8 +28,14 @@ export interface ProxyLimits {
   maxClientLine: number;
   /** Longest single response line accepted from an upstream server outside a message body. */
   maxUpstreamLine: number;
-  /** Largest message the proxy will buffer for scanning; bigger ones follow onUnscanned. */
+  /** Largest message held in memory to be scanned; a bigger one is spooled to a private file and scanned from there. */
   maxMessageSize: number;
+  /**
+   * Largest message scanned at all. Past maxMessageSize a message is written to <state>/spool as it
+   * arrives and scanned from a memory map, in bounded heap; past this cap it is not scanned and
+   * follows onUnscanned "too-large". Padding a message past maxMessageSize gains an attacker nothing.
+   */
+  maxSpooledMessageSize: number;
   /** Client idle timeout, ms. RFC 1939 requires at least 10 minutes. */
   clientIdleTimeout: number;
   /** Time a client has from connecting to logging in, ms, however busy it keeps the line (Dovecot: 60 s too). */
@@ -73,6 +79,7 @@ export const DEFAULT_PROXY_LIMITS: Readonly<ProxyLimits> = Object.freeze({
   maxClientLine: 8 * 1024,
   maxUpstreamLine: 64 * 1024,
   maxMessageSize: 100 * MB,
+  maxSpooledMessageSize: 1024 * MB,
   clientIdleTimeout: 10 * 60_000,
   clientLoginTimeout: 60_000,
   maxUnauthenticatedPerClient: 100,

@@ -15,6 +15,8 @@ import type { Channel } from "./net/queue.ts";
 import { isLoopback, listenerProblems } from "./net/security.ts";
 import { loadTrust, type Trust } from "./net/upstream.ts";
 import { filterMessage, type FilterInfo, type FilterOutcome } from "./filter/index.ts";
+import type { MessageBytes } from "./filter/scan-job.ts";
+import { clearStaleSpools, spoolDir } from "./filter/spool.ts";
 import { ScanPool } from "./filter/pool.ts";
 import { inlineScanner, type MessageScanner } from "./filter/scan-job.ts";
 import { Pop3Session } from "./pop3/session.ts";
@@ -27,6 +29,9 @@ import { policyFromConfig } from "./rewrite/index.ts";
 import type { Engine } from "./scan/engine.ts";
 import { formatLoadReport } from "./scan/signatures/load.ts";
 import { ensureLeaf } from "./tls/ca.ts";
+
+/** The generation's filter; source names the message in the quarantine. */
+type SourcedFilter = <B extends MessageBytes>(raw: B, info: FilterInfo, source: string) => Promise<FilterOutcome<B>>;
 
 export const PRODUCT = `mailsentry ${pkg.version}`;
 
@@ -59,9 +64,9 @@ interface Generation {
   trust: Trust;
   clientTls: TLSOptions;
   excludedServer: (ip: string) => string | null;
-  filter: (raw: Uint8Array, info: FilterInfo, source: string) => Promise<FilterOutcome>;
+  filter: SourcedFilter;
   /** IMAP's filter: copies keep their size and no tag is added to otherwise unchanged mail (README). */
-  imapFilter: (raw: Uint8Array, info: FilterInfo, source: string) => Promise<FilterOutcome>;
+  imapFilter: SourcedFilter;
   /** Scanned IMAP copies, shared by the sessions of this generation (the signatures are part of the copy). */
   cache: MessageCache;
   holdBudget: ByteBudget;
@@ -97,6 +102,8 @@ export class Service {
     const problems = listenerProblems(opts.config, SERVED);
     if (problems.length) throw new Error(`refusing to start: ${problems.join("; ")}`);
     const s = new Service(opts);
+    const stale = clearStaleSpools(opts.stateDir);
+    if (stale) opts.log.info("removed messages a stopped proxy had left in its spool", { directories: stale });
     const fdLimit = await openFileLimit();
     s.maxSessions = sessionCap(fdLimit);
     if (Number.isFinite(fdLimit)) opts.log.info("sessions capped by the open-file limit", { openFiles: fdLimit, maxSessions: s.maxSessions });
@@ -226,6 +233,7 @@ export class Service {
       log,
       trust: gen.trust,
       filter: (raw, info) => gen.filter(raw, info, `${protocol} ${session.account} #${info.msg}`),
+      spoolDir: spoolDir(this.opts.stateDir),
       clientTls: protocol === "pop3" ? gen.clientTls : null,
       fixedUpstream,
       excludedServer: gen.excludedServer,

@@ -5,7 +5,7 @@ import type { Limits } from "../limits.ts";
 import type { QuarantineStore } from "../quarantine/store.ts";
 import type { ActionPolicy } from "../rewrite/index.ts";
 import { describeVerdict, type Verdict } from "../scan/verdict.ts";
-import type { MessageScanner } from "./scan-job.ts";
+import type { MessageBytes, MessageScanner } from "./scan-job.ts";
 
 export interface FilterInfo {
   /** Message number (or UID) as the client named it. */
@@ -21,13 +21,16 @@ export interface FilterInfo {
  */
 export type Refusal = "tempfail" | "infected-partial";
 
-/** What becomes of one downloaded message. */
-export type FilterOutcome =
+/**
+ * What becomes of one downloaded message. bytes is the input itself when unchanged; a spooled
+ * message's changed copy is another Spool, which the caller then owns (and removes).
+ */
+export type FilterOutcome<B extends MessageBytes = Uint8Array> =
   /** clean: scanned completely and nothing found (a cache may remember that the bytes are safe). */
-  | { kind: "deliver"; bytes: Uint8Array; detected: boolean; clean: boolean }
+  | { kind: "deliver"; bytes: B; detected: boolean; clean: boolean }
   | { kind: "refuse"; why: Refusal; detected: boolean };
 
-export type MessageFilter = (raw: Uint8Array, info: FilterInfo) => Promise<FilterOutcome>;
+export type MessageFilter = <B extends MessageBytes>(raw: B, info: FilterInfo) => Promise<FilterOutcome<B>>;
 
 /** What the filter needs from one configuration generation. */
 export interface FilterContext {
@@ -44,7 +47,7 @@ export interface FilterContext {
  * failure and a failed quarantine write are temporary failures: nothing unscanned slips through,
  * nothing is lost. source names the message in the quarantine ("pop3 user@server:port #3").
  */
-export async function filterMessage(ctx: FilterContext, raw: Uint8Array, info: FilterInfo, source: string): Promise<FilterOutcome> {
+export async function filterMessage<B extends MessageBytes>(ctx: FilterContext, raw: B, info: FilterInfo, source: string): Promise<FilterOutcome<B>> {
   const { log } = info;
   let scanned;
   try {
@@ -87,7 +90,7 @@ export async function filterMessage(ctx: FilterContext, raw: Uint8Array, info: F
  * (RETR delivers the cleaned copy and quarantines the original) unless the action is `ignore`,
  * under which RETR too would deliver it as it is; a scanner error is a temp failure.
  */
-function partialOutcome(raw: Uint8Array, v: Verdict, info: FilterInfo, policy: ActionPolicy): FilterOutcome {
+function partialOutcome<B extends MessageBytes>(raw: B, v: Verdict, info: FilterInfo, policy: ActionPolicy): FilterOutcome<B> {
   if (v.kind === "infected" && policy.action === "ignore") {
     info.log.warn("detection", { number: info.msg, verdict: describeVerdict(v), action: "none (TOP, ignore)" });
     return { kind: "deliver", bytes: raw, detected: true, clean: false };

@@ -6,7 +6,8 @@
 // its job fails (the caller answers a temporary failure: nothing passes unscanned).
 import { availableParallelism } from "node:os";
 import type { LoadReport } from "../scan/signatures/load.ts";
-import type { MessageScanner, ScanJob, Scanned } from "./scan-job.ts";
+import { adoptRewrite, type MessageBytes, type MessageScanner, type ScanJob, type Scanned } from "./scan-job.ts";
+import { Spool } from "./spool.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
 
 /** Past maxScanTime the pipeline stops by itself; a worker still busy this much later is stuck. */
@@ -27,7 +28,7 @@ export interface PoolOptions {
 
 interface Pending {
   id: number;
-  raw: Uint8Array;
+  raw: MessageBytes;
   job: ScanJob;
   done: PromiseWithResolvers<Scanned>;
 }
@@ -95,7 +96,9 @@ class Slot {
     // caller keeps them to deliver unchanged. Others are copied into a buffer the worker then owns;
     // that copy is the one cost a big message puts on the event loop, so protocols collect into
     // messageBuffer.
-    if (p.raw.buffer instanceof SharedArrayBuffer) {
+    if (p.raw instanceof Spool) {
+      this.worker!.postMessage({ type: "scan-file", id: p.id, path: p.raw.path, out: p.raw.outPath, job: p.job } satisfies ToWorker);
+    } else if (p.raw.buffer instanceof SharedArrayBuffer) {
       this.worker!.postMessage({ type: "scan", id: p.id, raw: p.raw, job: p.job } satisfies ToWorker);
     } else {
       const raw = p.raw.slice();
@@ -107,8 +110,17 @@ class Slot {
     const p = this.busy;
     if (!p || p.id !== m.id) return;
     if (m.type === "failed") { this.settle(p, new Error(m.message)); return; }
+    if (m.type === "done-file") {
+      if (!(p.raw instanceof Spool)) { this.settle(p, new Error("scan worker answered a file job for a buffer")); return; }
+      try {
+        this.settle(p, null, adoptRewrite(p.raw, { ...m, rewriteError: m.rewriteError === undefined ? undefined : new Error(m.rewriteError) }));
+      } catch (e) {
+        this.settle(p, e as Error); // the copy's file could not be opened
+      }
+      return;
+    }
     const scanned: Scanned = { result: m.result };
-    if (m.rewrite) scanned.rewrite = { ...m.rewrite, bytes: m.rewrite.bytes ?? p.raw };
+    if (m.rewrite) scanned.rewrite = { ...m.rewrite, bytes: m.rewrite.bytes ?? (p.raw as Uint8Array) };
     if (m.rewriteError !== undefined) scanned.rewriteError = new Error(m.rewriteError);
     this.settle(p, null, scanned);
   }
@@ -174,13 +186,13 @@ export class ScanPool {
   get identity(): string { return this.loaded.identity; }
   get size(): number { return this.slots.length; }
 
-  readonly scan: MessageScanner = (raw, job) => {
+  readonly scan: MessageScanner = (<B extends MessageBytes>(raw: B, job: ScanJob) => {
     const p: Pending = { id: this.nextId++, raw, job, done: Promise.withResolvers<Scanned>() };
     const slot = this.slots.find((s) => s.idle);
     if (slot) void slot.run(p);
     else this.queue.push(p);
-    return p.done.promise;
-  };
+    return p.done.promise as Promise<Scanned<B>>;
+  }) as MessageScanner;
 
   /** @internal A slot finished a job: give it the next one, or let it go if the pool is retired. */
   next(slot: Slot): void {

@@ -1,11 +1,14 @@
 // One message's CPU work, the same wherever it runs: scan it, then work out the action's copy. The
 // proxy runs it on scan workers (pool.ts) so the event loop keeps relaying other sessions; tests
-// with an injected engine run it inline. No I/O: quarantine and logging stay with the caller.
+// with an injected engine run it inline. No I/O but a spooled message's own files: quarantine and
+// logging stay with the caller.
+import { closeSync, openSync, writeSync } from "node:fs";
 import type { Limits } from "../limits.ts";
-import { applyPolicy, type ActionPolicy, type RewriteOutcome } from "../rewrite/index.ts";
+import { applyPolicy, applyPolicyChunks, type ActionPolicy, type RewriteOutcome } from "../rewrite/index.ts";
 import type { Engine } from "../scan/engine.ts";
 import { scanMessage } from "../scan/pipeline.ts";
 import type { ScanResult } from "../scan/verdict.ts";
+import { Spool } from "./spool.ts";
 
 /** What a job needs besides the message: all plain data, so it crosses to a worker as it is. */
 export interface ScanJob {
@@ -15,17 +18,20 @@ export interface ScanJob {
   partial: boolean;
 }
 
-export interface Scanned {
+/** The message a job reads: in memory, or spooled to a file (one over maxMessageSize). */
+export type MessageBytes = Uint8Array | Spool;
+
+export interface Scanned<B extends MessageBytes = MessageBytes> {
   result: ScanResult;
   /** The action's outcome (absent for a partial job, or when working it out failed: rewriteError). */
-  rewrite?: RewriteOutcome;
+  rewrite?: Omit<RewriteOutcome, "bytes"> & { bytes: B };
   rewriteError?: Error;
 }
 
 /** Scans one message and applies the policy; rejects only when the scan itself failed. */
-export type MessageScanner = (raw: Uint8Array, job: ScanJob) => Promise<Scanned>;
+export type MessageScanner = <B extends MessageBytes>(raw: B, job: ScanJob) => Promise<Scanned<B>>;
 
-export async function scanAndApply(engine: Engine, raw: Uint8Array, job: ScanJob): Promise<Scanned> {
+export async function scanAndApply(engine: Engine, raw: Uint8Array, job: ScanJob): Promise<Scanned<Uint8Array>> {
   const { result, tree } = await scanMessage(raw, { engine, limits: job.limits });
   if (job.partial) return { result };
   try {
@@ -35,7 +41,54 @@ export async function scanAndApply(engine: Engine, raw: Uint8Array, job: ScanJob
   }
 }
 
+/**
+ * The limits for a spooled message: its budget is at least its own size, so every part of a message
+ * that was spooled for being big is read (maxScanSize still caps what archives inflate beyond it).
+ */
+export function spooledLimits(limits: Limits, size: number): Limits {
+  return size > limits.maxScanSize ? { ...limits, maxScanSize: size } : limits;
+}
+
+/** A spooled scan's rewrite as it travels: out names the file holding a changed copy (null: unchanged). */
+export type FileRewrite = Omit<RewriteOutcome, "bytes"> & { out: string | null };
+
+/**
+ * Scans the spooled message at path from a memory map (pages come from the file, not the heap); a
+ * changed copy is written piece by piece to out, its untouched ranges straight from the map.
+ */
+export async function scanSpoolFile(engine: Engine, path: string, out: string, job: ScanJob): Promise<{ result: ScanResult; rewrite?: FileRewrite; rewriteError?: Error }> {
+  const raw = Bun.mmap(path, { shared: false });
+  const { result, tree } = await scanMessage(raw, { engine, limits: spooledLimits(job.limits, raw.length) });
+  if (job.partial) return { result };
+  try {
+    const { chunks, ...rest } = applyPolicyChunks(raw, tree, result, job.policy);
+    if (chunks === null) return { result, rewrite: { ...rest, out: null } };
+    const fd = openSync(out, "wx", 0o600);
+    try {
+      for (const c of chunks) for (let at = 0; at < c.length;) at += writeSync(fd, c, at, c.length - at);
+    } finally {
+      closeSync(fd);
+    }
+    return { result, rewrite: { ...rest, out } };
+  } catch (e) {
+    return { result, rewriteError: e as Error };
+  }
+}
+
+/** The caller's side of a spooled scan: a changed copy becomes a Spool the caller owns. */
+export function adoptRewrite(spool: Spool, s: { result: ScanResult; rewrite?: FileRewrite; rewriteError?: Error }): Scanned<Spool> {
+  const scanned: Scanned<Spool> = { result: s.result, rewriteError: s.rewriteError };
+  if (s.rewrite) {
+    const { out, ...rest } = s.rewrite;
+    scanned.rewrite = { ...rest, bytes: out === null ? spool : Spool.adopt(out) };
+  }
+  return scanned;
+}
+
 /** Runs every job on the calling thread with the given engine. */
 export function inlineScanner(engine: Engine): MessageScanner {
-  return (raw, job) => scanAndApply(engine, raw, job);
+  return (async (raw: MessageBytes, job: ScanJob) => {
+    if (!(raw instanceof Spool)) return scanAndApply(engine, raw, job);
+    return adoptRewrite(raw, await scanSpoolFile(engine, raw.path, raw.outPath, job));
+  }) as MessageScanner;
 }

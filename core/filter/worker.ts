@@ -5,11 +5,13 @@ import type { RewriteOutcome } from "../rewrite/index.ts";
 import { BuiltinEngine } from "../scan/engines/builtin.ts";
 import type { LoadReport } from "../scan/signatures/load.ts";
 import type { ScanResult } from "../scan/verdict.ts";
-import { scanAndApply, type ScanJob } from "./scan-job.ts";
+import { scanAndApply, scanSpoolFile, type FileRewrite, type ScanJob } from "./scan-job.ts";
 
 export type ToWorker =
   | { type: "load"; signatures: string | null }
-  | { type: "scan"; id: number; raw: Uint8Array; job: ScanJob };
+  | { type: "scan"; id: number; raw: Uint8Array; job: ScanJob }
+  /** A spooled message: the worker maps the file itself, so nothing of it crosses the threads. */
+  | { type: "scan-file"; id: number; path: string; out: string; job: ScanJob };
 
 /** The rewrite as it travels back: bytes absent when the message is unchanged. */
 export type WireRewrite = Omit<RewriteOutcome, "bytes"> & { bytes: Uint8Array | null };
@@ -18,6 +20,7 @@ export type FromWorker =
   | { type: "loaded"; identity: string; signatureCount: number; report: LoadReport }
   | { type: "load-failed"; message: string }
   | { type: "done"; id: number; result: ScanResult; rewrite?: WireRewrite; rewriteError?: string }
+  | { type: "done-file"; id: number; result: ScanResult; rewrite?: FileRewrite; rewriteError?: string }
   | { type: "failed"; id: number; message: string };
 
 /** Bytes of messages scanned after which the worker's heap is collected. */
@@ -37,6 +40,19 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
     } catch (err) {
       post({ type: "load-failed", message: (err as Error).message });
     }
+    return;
+  }
+  if (m.type === "scan-file") {
+    try {
+      if (!engine) throw new Error("scan worker has no engine loaded");
+      const s = await scanSpoolFile(engine, m.path, m.out, m.job);
+      post({ type: "done-file", id: m.id, result: s.result, rewrite: s.rewrite, rewriteError: s.rewriteError?.message });
+    } catch (err) {
+      post({ type: "failed", id: m.id, message: (err as Error).message });
+    }
+    // The map goes when it is collected: now, so its pages and the file's disk space go with it.
+    scannedSinceCollection = 0;
+    Bun.gc(true);
     return;
   }
   try {

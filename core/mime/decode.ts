@@ -41,19 +41,22 @@ export function hasUrlAlphabet(bytes: Uint8Array): boolean {
  * piece. Decoding here, not through a latin1 string and Buffer.from(…, "base64"), saves a copy of
  * the encoded text the size of the attachment; fresh memory is the dearest part of decoding.
  */
-export function decodeBase64(bytes: Uint8Array, urlAlphabet = false): Uint8Array {
+export function decodeBase64(bytes: Uint8Array, urlAlphabet = false, max = Infinity): Uint8Array {
   const b = bytes;
   const len = b.length;
-  const out = Buffer.allocUnsafe(Math.ceil(len / 4) * 3);
+  // Past max the output is cut (one group over, so the caller sees it was): a part that decodes to
+  // more than the scanner would take is never decoded whole, whatever the message's size.
+  const cap = Math.min(Math.ceil(len / 4) * 3, max + 1);
+  const out = Buffer.allocUnsafe(cap + 3);
   const T = urlAlphabet ? B64_VALUE_URL : B64_VALUE;
   let o = 0;
   let acc = 0;
   let n = 0; // characters in acc
   let i = 0;
-  while (i < len) {
+  while (i < len && o < cap) {
     if (n === 0) {
       // The bulk of a body: four alphabet characters at a time (any junk or "=" makes the OR negative).
-      while (i + 4 <= len) {
+      while (i + 4 <= len && o < cap) {
         const c0 = T[b[i]!]!, c1 = T[b[i + 1]!]!, c2 = T[b[i + 2]!]!, c3 = T[b[i + 3]!]!;
         if ((c0 | c1 | c2 | c3) < 0) break;
         out[o] = (c0 << 2) | (c1 >> 4);
@@ -81,7 +84,7 @@ export function decodeBase64(bytes: Uint8Array, urlAlphabet = false): Uint8Array
       n = 0;
     }
   }
-  return out.subarray(0, flushBase64(out, o, acc, n));
+  return out.subarray(0, Math.min(cap, flushBase64(out, o, acc, n)));
 }
 
 /** Writes the bytes a partial group of n characters holds (2 → 1, 3 → 2, 1 → none); returns the new end. */
@@ -106,19 +109,20 @@ function hexVal(c: number): number {
  * between) is a soft break, and a "=" that starts neither stays as it is. Runs without "=" are
  * copied natively; only the escapes are handled in JS.
  */
-export function decodeQuotedPrintable(bytes: Uint8Array): Uint8Array {
+export function decodeQuotedPrintable(bytes: Uint8Array, max = Infinity): Uint8Array {
   const b = asBuffer(bytes);
-  const out = Buffer.allocUnsafe(b.length);
+  const cap = Math.min(b.length, max + 1); // as for base64: cut one byte past max
+  const out = Buffer.allocUnsafe(cap);
   let o = 0;
   let pos = 0;
   const len = b.length;
-  while (pos < len) {
+  while (pos < len && o < cap) {
     let eq = b.indexOf(EQ, pos);
     if (eq === -1) eq = len;
     if (eq > pos) {
-      o += b.copy(out, o, pos, eq);
+      o += b.copy(out, o, pos, Math.min(eq, pos + cap - o));
     }
-    if (eq >= len) break;
+    if (eq >= len || o >= cap) break;
     const h = hexVal(b[eq + 1] ?? -1);
     const l = h >= 0 ? hexVal(b[eq + 2] ?? -1) : -1;
     if (h >= 0 && l >= 0) {
@@ -137,14 +141,17 @@ export function decodeQuotedPrintable(bytes: Uint8Array): Uint8Array {
   return out.subarray(0, o);
 }
 
-/** The body of part decoded by its Content-Transfer-Encoding; identity encodings return a view (no copy). */
-export function decodePartBody(buf: Uint8Array, part: MimePart): Uint8Array {
+/**
+ * The body of part decoded by its Content-Transfer-Encoding; identity encodings return a view (no
+ * copy). Decoding stops one byte past max: longer means "more than max", and memory stays bounded.
+ */
+export function decodePartBody(buf: Uint8Array, part: MimePart, max = Infinity): Uint8Array {
   const body = buf.subarray(part.bodyStart, part.bodyEnd);
   switch (part.transferEncoding) {
     case "base64":
-      return decodeBase64(body);
+      return decodeBase64(body, false, max);
     case "quoted-printable":
-      return decodeQuotedPrintable(body);
+      return decodeQuotedPrintable(body, max);
     case "x-uuencode":
     case "x-uue":
     case "uuencode":

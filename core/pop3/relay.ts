@@ -8,6 +8,7 @@ import type { Logger } from "../log.ts";
 import type { UnscannedPolicy } from "../config/types.ts";
 import type { MessageFilter, Refusal } from "../filter/index.ts";
 import { messageBuffer, releaseMessageBuffer } from "../filter/buffers.ts";
+import { Spool } from "../filter/spool.ts";
 import { DotEncoder } from "./dot.ts";
 import { filterCapa, multiLine } from "./capa.ts";
 import { latin1Bytes } from "./lines.ts";
@@ -32,9 +33,11 @@ export interface RelayOptions {
   server: ServerConn;
   /** null: relay unscanned (an exclusion applied). */
   filter: MessageFilter | null;
-  limits: { maxMessageSize: number; upstreamReadTimeout: number; maxUpstreamLine: number };
-  /** Per reason; a message over maxMessageSize follows its "too-large" entry. */
+  limits: { maxMessageSize: number; maxSpooledMessageSize: number; upstreamReadTimeout: number; maxUpstreamLine: number };
+  /** Per reason; a message over maxSpooledMessageSize follows its "too-large" entry. */
   onUnscanned: UnscannedPolicy;
+  /** Where a message over maxMessageSize is spooled to be scanned (spool.ts). */
+  spoolDir: string;
   log: Logger;
   stats: RelayStats;
   /** Called on every byte handed to the client (idle tracking). */
@@ -191,44 +194,94 @@ export class Relay {
     }
   }
 
-  /** RETR/TOP with scanning: collect (bounded), filter on a scan worker, then send the outcome. */
+  /**
+   * RETR/TOP with scanning: collect (bounded), filter on a scan worker, then send the outcome. Past
+   * maxMessageSize the same read goes on into a spool file (scanned from there); past
+   * maxSpooledMessageSize it is streamed unscanned or skipped, as onUnscanned says.
+   */
   private async message(status: Uint8Array, expect: { msg: string; partial: boolean }): Promise<void> {
     const { log, limits } = this.o;
     const max = limits.maxMessageSize;
+    const spoolMax = limits.maxSpooledMessageSize;
+    const hint = octetsHint(status);
     // Collected into one buffer sized from "+OK n octets" (when given): socket chunks are freed as
     // they arrive instead of being held twice (list + joined copy) at the peak.
-    const body = new Collector(octetsHint(status), max);
+    const body = new Collector(Math.min(hint, max), max);
     let size = 0;
-    // Past maxMessageSize the same body read goes on in another mode: streamed unscanned or skipped.
-    let mode = "collect" as "collect" | "stream" | "skip";
+    let mode = "collect" as "collect" | "spool" | "stream" | "skip" | "failed";
+    let spool: Spool | null = null;
     let streamer: Streamer | null = null;
+    // Past the last cap: the bytes so far (held or spooled) and c go on unscanned, or are dropped.
+    const overCap = (c: Uint8Array): void | Promise<void> => {
+      const held = spool ? null : body.take();
+      if (this.o.onUnscanned["too-large"] !== "deliver") {
+        log.warn("message too large to scan, refused", { number: expect.msg, onUnscanned: this.o.onUnscanned["too-large"], maxSpooledMessageSize: spoolMax });
+        mode = "skip";
+        this.dropSpool(spool);
+        spool = null;
+        return;
+      }
+      log.warn("message too large to scan, delivered unscanned", { number: expect.msg, maxSpooledMessageSize: spoolMax });
+      mode = "stream";
+      const s = new Streamer(this, status);
+      streamer = s;
+      const from = spool;
+      spool = null;
+      return (async () => {
+        // A header line in front keeps the message valid and tells the reader it was not scanned.
+        await s.add(latin1Bytes("X-Virus-Status: Unscanned (too-large)\r\n"));
+        if (held) await s.add(held);
+        if (from) {
+          for await (const slice of spoolSlices(from)) await s.add(slice);
+          from.remove();
+        }
+        await s.add(c);
+      })();
+    };
+    const toSpool = (chunks: Uint8Array[]): void => {
+      try {
+        spool ??= Spool.create(this.o.spoolDir);
+        for (const c of chunks) spool.write(c);
+      } catch (e) {
+        // No room or no right to spool: a temporary failure, never an unscanned pass.
+        log.error("message could not be spooled for scanning", { number: expect.msg, error: e });
+        mode = "failed";
+        this.dropSpool(spool);
+        spool = null;
+      }
+    };
     try {
       await this.o.server.reader.readBody((c) => {
         size += c.length;
-        if (mode === "collect") {
-          if (size <= max) { body.add(c); return; }
-          if (this.o.onUnscanned["too-large"] === "deliver") {
-            log.warn("message too large to scan, delivered unscanned", { number: expect.msg, maxMessageSize: max });
-            mode = "stream";
-            streamer = new Streamer(this, status);
-            // A header line in front keeps the message valid and tells the reader it was not scanned.
-            const head = [latin1Bytes("X-Virus-Status: Unscanned (too-large)\r\n"), body.take(), c];
-            return streamer.addAll(head);
+        switch (mode) {
+          case "collect": {
+            if (size <= max) { body.add(c); return; }
+            if (size > spoolMax || hint > spoolMax) return overCap(c);
+            log.info("message over maxMessageSize: spooled to disk to be scanned", { number: expect.msg, maxMessageSize: max, octets: hint || undefined });
+            mode = "spool";
+            const held = body.take();
+            toSpool([held, c]);
+            releaseMessageBuffer(held);
+            return;
           }
-          log.warn("message too large to scan, refused", { number: expect.msg, onUnscanned: this.o.onUnscanned["too-large"], maxMessageSize: max });
-          mode = "skip";
-          body.take();
-          return;
+          case "spool":
+            if (size > spoolMax) return overCap(c);
+            toSpool([c]);
+            return;
+          case "stream":
+            return streamer!.add(c);
         }
-        if (mode === "stream") return streamer!.add(c);
       }, limits.upstreamReadTimeout);
     } catch (e) {
+      this.dropSpool(spool);
       throw new RelayAbort(`upstream failed mid-message: ${(e as Error).message}`);
     }
     this.o.stats.messages++;
     this.o.stats.bytes += size;
     if (mode === "stream") return (streamer as Streamer | null)!.end();
     if (mode === "skip") { this.write(R.tooLarge().bytes()); return; }
+    if (mode === "failed") { this.write(R.scanTempFail().bytes()); return; }
+    if (spool) return this.spooled(status, spool, expect);
     const raw = body.take();
     const outcome = await this.o.filter!(raw, { msg: expect.msg, partial: expect.partial, log });
     if (outcome.detected) this.o.stats.detections++;
@@ -241,6 +294,35 @@ export class Relay {
     // An unchanged message is sent as views of raw: its buffer is reused once they are written.
     const { out } = this.o.client;
     void out.empty().then(() => releaseMessageBuffer(raw));
+  }
+
+  /** A spooled message: filtered from its file, delivered by reading back the original or the copy. */
+  private async spooled(status: Uint8Array, spool: Spool, expect: { msg: string; partial: boolean }): Promise<void> {
+    const { log } = this.o;
+    let copy: Spool | null = null;
+    try {
+      const outcome = await this.o.filter!(spool, { msg: expect.msg, partial: expect.partial, log });
+      if (outcome.detected) this.o.stats.detections++;
+      if (outcome.kind === "refuse") {
+        this.write(REFUSAL[outcome.why]().bytes());
+        return;
+      }
+      copy = outcome.bytes;
+      const out = new Streamer(this, copy === spool ? status : rewriteOctets(status, copy.size));
+      for await (const slice of spoolSlices(copy)) {
+        await out.add(slice);
+        await nextTurn();
+      }
+      await out.end();
+    } finally {
+      // Every slice was read into its own buffer: the files can go while the last ones are queued.
+      spool.remove();
+      copy?.remove();
+    }
+  }
+
+  private dropSpool(spool: Spool | null): void {
+    spool?.remove();
   }
 
   /** Sends the filter's outcome for raw with its status line (the octet count fixed if it changed). */
@@ -301,6 +383,17 @@ class Streamer {
     this.size = 0;
     if (out.isFull) await out.room();
     if (this.relay.client.isClosed) throw new RelayAbort("client went away");
+  }
+}
+
+/** A spool's content in DELIVER_SLICE pieces, each in a buffer of its own (queued writes keep them). */
+async function* spoolSlices(spool: Spool): AsyncGenerator<Uint8Array> {
+  for (let at = 0; at < spool.size;) {
+    const slice = new Uint8Array(Math.min(DELIVER_SLICE, spool.size - at));
+    const n = spool.read(at, slice);
+    if (n === 0) throw new RelayAbort(`spooled message ended at ${at} of ${spool.size} bytes`);
+    yield n === slice.length ? slice : slice.subarray(0, n);
+    at += n;
   }
 }
 

@@ -31,7 +31,7 @@ export const R = {
   loginTimeout: () => err("Disconnected: no login in time."),
   scanTempFail: () => err("[SYS/TEMP] Message could not be scanned now, try again later."),
   infectedPartial: () => err("[SYS/PERM] This message contains a virus; retrieve it with RETR for the cleaned copy."),
-  tooLarge: () => err("[SYS/PERM] Message is larger than the proxy may scan (maxMessageSize)."),
+  tooLarge: () => err("[SYS/PERM] Message is larger than the proxy may scan (maxSpooledMessageSize)."),
   shuttingDown: () => err("[SYS/TEMP] Proxy shutting down."),
   internal: () => err("[SYS/TEMP] Internal proxy error."),
 } as const;

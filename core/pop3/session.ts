@@ -15,6 +15,8 @@ import { filterCapa, multiLine } from "./capa.ts";
 import { ByteReader, ReadError, lineText } from "./lines.ts";
 import { ImapGreeting, connectAndSecure, isServerFault, parseRoutedName, routedLogin, upstreamFailure, type LoggedIn } from "./login.ts";
 import type { MessageFilter } from "../filter/index.ts";
+import { spoolDir } from "../filter/spool.ts";
+import { stateDir } from "../config/paths.ts";
 import { Relay, type Expect, type RelayStats } from "./relay.ts";
 import { Pop3Reply, R, err } from "./replies.ts";
 import type { ServerConn } from "./server.ts";
@@ -37,6 +39,8 @@ export interface SessionDeps {
   onImapGreeting?: (client: Channel, server: ServerConn, greeting: string) => void;
   /** This connection's standing with the proxy's login guard (failed-login limits); absent in some tests. */
   admission?: Admission;
+  /** Where messages over maxMessageSize are spooled; default <state>/spool of the environment. */
+  spoolDir?: string;
 }
 
 export interface SessionSummary {
@@ -451,6 +455,7 @@ export class Pop3Session {
       filter: exclusion ? null : this.deps.filter,
       limits: this.deps.config.limits,
       onUnscanned: this.deps.config.onUnscanned,
+      spoolDir: this.deps.spoolDir ?? spoolDir(stateDir()),
       log: this.log,
       stats: this.stats,
       touch: () => this.touch(),

@@ -48,6 +48,26 @@ function sha256(data: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(data).digest("hex");
 }
 
+/** A message kept in a file rather than in memory (a spooled one): read in slices, never whole. */
+export interface FileBacked {
+  readonly size: number;
+  read(at: number, into: Uint8Array): number;
+}
+
+const SLICE = 1024 * 1024;
+
+/** The content in slices: one view for bytes in memory, SLICE-sized reads (one buffer reused) for a file. */
+function* slicesOf(data: Uint8Array | FileBacked): Generator<Uint8Array> {
+  if (data instanceof Uint8Array) { yield data; return; }
+  const buf = new Uint8Array(Math.min(SLICE, Math.max(1, data.size)));
+  for (let at = 0; at < data.size;) {
+    const n = data.read(at, buf);
+    if (n === 0) throw new Error(`spooled message ended at ${at} of ${data.size} bytes`);
+    yield buf.subarray(0, n);
+    at += n;
+  }
+}
+
 export class QuarantineStore {
   readonly dir: string;
   #ready: Promise<void> | null = null;
@@ -57,13 +77,14 @@ export class QuarantineStore {
   }
 
   /** Stores the original; resolves once both files are durable and the entry is listed. */
-  async put(raw: Uint8Array, meta: { verdict: Verdict; source: string }): Promise<QuarantineEntry> {
+  async put(raw: Uint8Array | FileBacked, meta: { verdict: Verdict; source: string }): Promise<QuarantineEntry> {
     await this.#ensureDir();
     const now = new Date();
     const id = newId(now);
     const path = join(this.dir, `${id}.eml`);
-    const entry: QuarantineEntry = { id, time: now.toISOString(), verdict: meta.verdict, source: meta.source, size: raw.length, sha256: sha256(raw), path };
-    await this.#writeAtomic(path, raw);
+    const size = raw instanceof Uint8Array ? raw.length : raw.size;
+    const digest = await this.#writeAtomic(path, raw);
+    const entry: QuarantineEntry = { id, time: now.toISOString(), verdict: meta.verdict, source: meta.source, size, sha256: digest, path };
     const { path: _omit, ...stored } = entry; // the path is derived on read, so a moved directory still works
     await this.#writeAtomic(join(this.dir, `${id}.json`), new TextEncoder().encode(`${JSON.stringify(stored, null, 2)}\n`));
     await this.#syncDir();
@@ -151,11 +172,13 @@ export class QuarantineStore {
     return this.#ready;
   }
 
-  async #writeAtomic(path: string, data: Uint8Array): Promise<void> {
+  /** Writes beside path, then renames; resolves with the content's sha256. */
+  async #writeAtomic(path: string, data: Uint8Array | FileBacked): Promise<string> {
     const tmp = join(this.dir, `${TMP_PREFIX}${randomBytes(8).toString("hex")}`);
     try {
-      await writeDurable(tmp, data);
+      const digest = await writeDurable(tmp, data);
       await rename(tmp, path);
+      return digest;
     } catch (e) {
       await unlink(tmp).catch(() => {});
       throw e;
@@ -170,14 +193,19 @@ export class QuarantineStore {
   }
 }
 
-/** Creates path exclusively with mode 0600, writes all of data and fsyncs it. */
-async function writeDurable(path: string, data: Uint8Array): Promise<void> {
+/** Creates path exclusively with mode 0600, writes all of data and fsyncs it; resolves with its sha256. */
+async function writeDurable(path: string, data: Uint8Array | FileBacked): Promise<string> {
   const h = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  const hash = new Bun.CryptoHasher("sha256");
   try {
-    let off = 0;
-    while (off < data.length) off += (await h.write(data, off, data.length - off)).bytesWritten;
+    for (const slice of slicesOf(data)) {
+      hash.update(slice);
+      let off = 0;
+      while (off < slice.length) off += (await h.write(slice, off, slice.length - off)).bytesWritten;
+    }
     await h.sync();
   } finally {
     await h.close();
   }
+  return hash.digest("hex");
 }

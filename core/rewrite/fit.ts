@@ -17,14 +17,15 @@ export const HEADER_PADDING_MAX = 8192;
 /** The share of a large gap that stays in the header field; the preamble takes the rest. */
 const HEADER_PADDING_SPLIT = 4096;
 
-/** The first draft that fits in size bytes, padded to exactly size; null when none fits. */
-export function fitDrafts(drafts: readonly Draft[], size: number, eol: string): Uint8Array | null {
+/** The first draft that fits in size bytes, padded to exactly size (as chunks); null when none fits. */
+export function fitDrafts(drafts: readonly Draft[], size: number, eol: string): Uint8Array[] | null {
   for (const draft of drafts) {
     const gap = size - chunksLength(draft(NO_PAD));
     if (gap < 0) continue;
-    const out = concat(draft(padFor(draft, gap, size, eol)));
+    const out = draft(padFor(draft, gap, size, eol));
     // The arithmetic is tested for every gap; should it ever be wrong, refusing beats a size that lies.
-    if (out.length !== size) throw new Error(`padded copy is ${out.length} bytes, not ${size}`);
+    const length = chunksLength(out);
+    if (length !== size) throw new Error(`padded copy is ${length} bytes, not ${size}`);
     return out;
   }
   return null;

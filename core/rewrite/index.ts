@@ -11,7 +11,7 @@ import { encodeHeaderText, safeText, statusEdits } from "./headers.ts";
 import { decorated, DETAILS, noticeMessage, partNotice, type Detail, type NoticeText } from "./notice.ts";
 import { NO_PAD } from "./padding.ts";
 import { ORIGINAL_KEPT_NOTE, quarantinesInfected, unscannedDecision, type ActionPolicy } from "./policy.ts";
-import { concat, lineEnding, splice, spliceChunks } from "./splice.ts";
+import { concat, lineEnding, spliceChunks } from "./splice.ts";
 
 export { policyFromConfig, type ActionPolicy } from "./policy.ts";
 
@@ -35,7 +35,19 @@ interface Ctx {
   eol: "\r\n" | "\n";
 }
 
+/** The outcome with the copy still in pieces (views of raw and new bytes): chunks null means unchanged. */
+export type RewriteDraft = Omit<RewriteOutcome, "bytes"> & { chunks: Uint8Array[] | null };
+
 export function applyPolicy(raw: Uint8Array, tree: MimePart, result: ScanResult, policy: ActionPolicy): RewriteOutcome {
+  const { chunks, ...rest } = applyPolicyChunks(raw, tree, result, policy);
+  return { ...rest, bytes: chunks === null ? raw : concat(chunks) };
+}
+
+/**
+ * applyPolicy without joining the copy: a message too big for memory is written out piece by piece
+ * (its untouched ranges are views of the mapped original), never built whole.
+ */
+export function applyPolicyChunks(raw: Uint8Array, tree: MimePart, result: ScanResult, policy: ActionPolicy): RewriteDraft {
   const ctx: Ctx = { raw, tree, result, policy, eol: lineEnding(raw, tree.start, tree.headerEnd > tree.start ? tree.headerEnd : raw.length) };
   const v = result.verdict;
   switch (v.kind) {
@@ -50,7 +62,7 @@ export function applyPolicy(raw: Uint8Array, tree: MimePart, result: ScanResult,
   }
 }
 
-function unscanned(ctx: Ctx): RewriteOutcome {
+function unscanned(ctx: Ctx): RewriteDraft {
   const { action, finding } = unscannedDecision(ctx.policy.onUnscanned, ctx.result.findings);
   const v = finding?.verdict ?? ctx.result.verdict;
   const reason = v.kind === "unscanned" ? v.reason : "unknown";
@@ -70,7 +82,7 @@ function unscanned(ctx: Ctx): RewriteOutcome {
   }
 }
 
-function scanError(ctx: Ctx): RewriteOutcome {
+function scanError(ctx: Ctx): RewriteDraft {
   switch (ctx.policy.onError) {
     case "deliver":
       return tag(ctx, "Error", false);
@@ -82,22 +94,22 @@ function scanError(ctx: Ctx): RewriteOutcome {
   }
 }
 
-function unchanged(raw: Uint8Array, disposition: RewriteOutcome["disposition"]): RewriteOutcome {
-  return { disposition, bytes: raw, applied: "none", quarantine: false, removed: [] };
+function unchanged(_raw: Uint8Array, disposition: RewriteOutcome["disposition"]): RewriteDraft {
+  return { disposition, chunks: null, applied: "none", quarantine: false, removed: [] };
 }
 
-function tag({ raw, tree, policy, eol }: Ctx, status: string, infected: boolean): RewriteOutcome {
+function tag({ raw, tree, policy, eol }: Ctx, status: string, infected: boolean): RewriteDraft {
   // Over IMAP a tag would be the only change, and it could not keep the size: deliver as is.
   if (!policy.addTags) return unchanged(raw, "deliver");
   const edits = statusEdits(raw, tree, eol, { status, product: policy.product, subjectTag: infected ? subjectTag(policy) : "" });
-  return { disposition: "deliver", bytes: splice(raw, edits), applied: "tag", quarantine: false, removed: [] };
+  return { disposition: "deliver", chunks: edits.length ? spliceChunks(raw, edits) : null, applied: "tag", quarantine: false, removed: [] };
 }
 
 function subjectTag(p: ActionPolicy): string {
   return p.subjectTag ? encodeHeaderText(p.subjectTag) : "";
 }
 
-function infected(ctx: Ctx): RewriteOutcome {
+function infected(ctx: Ctx): RewriteDraft {
   const { tree, result, policy } = ctx;
   const names = detectionNames(result.findings, result.verdict);
   const quarantine = quarantinesInfected(policy.action);
@@ -121,7 +133,7 @@ function infected(ctx: Ctx): RewriteOutcome {
 }
 
 /** The copy with each target replaced in place by its notice; null when sameSize finds no draft that fits. */
-function clean(ctx: Ctx, targets: CleanTarget[], names: string, quarantine: boolean): RewriteOutcome | null {
+function clean(ctx: Ctx, targets: CleanTarget[], names: string, quarantine: boolean): RewriteDraft | null {
   const { raw, tree, policy, eol } = ctx;
   const keptNote = quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null;
   const texts = targets.map((t) => partNotice(noticeItem(t), keptNote));
@@ -141,23 +153,23 @@ function clean(ctx: Ctx, targets: CleanTarget[], names: string, quarantine: bool
     return spliceChunks(raw, edits);
   };
   const removed = targets.map((t) => ({ partId: t.part.id, filename: t.part.filename ?? null, detection: noticeItem(t).detections.join("; ") }));
-  const out = policy.sameSize ? fitDrafts(DETAILS.map(draftAt), raw.length, eol) : concat(draftAt("full")(NO_PAD));
+  const out = policy.sameSize ? fitDrafts(DETAILS.map(draftAt), raw.length, eol) : draftAt("full")(NO_PAD);
   if (!out) return null;
-  return { disposition: "deliver", bytes: out, applied: "clean", quarantine, removed };
+  return { disposition: "deliver", chunks: out, applied: "clean", quarantine, removed };
 }
 
-function replace(ctx: Ctx, status: string, infected: boolean, quarantine: boolean, text: NoticeText): RewriteOutcome {
+function replace(ctx: Ctx, status: string, infected: boolean, quarantine: boolean, text: NoticeText): RewriteDraft {
   const { raw, tree, result, policy, eol } = ctx;
   const n = { status, product: policy.product, subjectTag: infected ? subjectTag(policy) : "", text };
   const draftAt = (detail: Detail): Draft => (pad) => noticeMessage(raw, tree, eol, n, detail, pad);
-  const bytes = policy.sameSize
-    ? (fitDrafts(DETAILS.map(draftAt), raw.length, eol) ?? cutMessage(raw.length, status, text.minimal, eol))
-    : concat(draftAt("full")(NO_PAD));
+  const chunks = policy.sameSize
+    ? (fitDrafts(DETAILS.map(draftAt), raw.length, eol) ?? [cutMessage(raw.length, status, text.minimal, eol)])
+    : draftAt("full")(NO_PAD);
   const relevant = result.findings.filter((f) => (infected ? f.verdict.kind === "infected" : f.verdict.kind !== "infected"));
   const removed = relevant.length
     ? relevant.map((f) => ({ partId: f.partId, filename: findFilename(tree, f.partId), detection: describeFinding(f) }))
     : [{ partId: "", filename: null, detection: status }];
-  return { disposition: "deliver", bytes, applied: "replace", quarantine, removed };
+  return { disposition: "deliver", chunks, applied: "replace", quarantine, removed };
 }
 
 /** Notice text for a message withheld for a reason other than malware. */

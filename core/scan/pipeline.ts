@@ -239,7 +239,9 @@ class Run {
   private scanLeaf(leaf: Leaf): void | Promise<void> {
     let body: Uint8Array;
     try {
-      body = decodePartBody(leaf.buf, leaf.part);
+      // Never more than maxFileSize (and a byte) is decoded: a bigger part is too-large either way,
+      // and a spooled message's 500 MB attachment must not become 375 MB of heap.
+      body = decodePartBody(leaf.buf, leaf.part, this.limits.maxFileSize);
     } catch {
       this.unscanned("corrupt", leaf.path, leaf.partId);
       return;
@@ -272,7 +274,7 @@ class Run {
     if (text || isHtml(part)) findDataUris(body).forEach((data, i) => add(data, `data: URI ${i + 1}`, ""));
     if (part.transferEncoding === "base64") {
       const encoded = leaf.buf.subarray(part.bodyStart, part.bodyEnd);
-      if (hasUrlAlphabet(encoded)) add(decodeBase64(encoded, true), "decoded with the URL-safe alphabet", part.filename ?? "", leaf.encodedMessage);
+      if (hasUrlAlphabet(encoded)) add(decodeBase64(encoded, true, this.limits.maxFileSize), "decoded with the URL-safe alphabet", part.filename ?? "", leaf.encodedMessage);
     }
     if (leaf.encodedMessage && !identity) {
       const asWritten = leaf.buf.subarray(part.bodyStart, part.bodyEnd);

@@ -15,7 +15,7 @@ import { logObjects, startProxy, TestClient, type ConfigOverrides, type StartedP
 
 const ready = have("dovecot") && have("python3");
 const PW = "secret-pw";
-const USERS = ["alice", "bob", "carol", "dave", "erin", "ivy"].map((name) => ({ name, password: PW }));
+const USERS = ["alice", "bob", "carol", "dave", "erin", "ivy", "frank"].map((name) => ({ name, password: PW }));
 const corpus = cleanCorpus();
 const infected = infectedMessage(eicar());
 const EICAR_B64 = Buffer.from(EICAR_TEXT).toString("base64");
@@ -192,17 +192,49 @@ describe.skipIf(!ready)("POP3 proxy in front of Dovecot", () => {
       .rejects.toThrow("-ERR [SYS/PERM] TLS with the mail server failed");
   });
 
-  test("over maxMessageSize: onUnscanned deliver relays it as Dovecot sends it under an Unscanned header; tempfail withholds it", async () => {
+  test("over maxMessageSize: spooled, scanned and delivered exactly as Dovecot sends it", async () => {
     const large = corpus.findIndex((c) => c.name === "large") + 1;
     const ref = messagesOf(await direct("alice", [["retr", large]]));
-    await using deliver = await startProxy({ ...base, limits: { maxMessageSize: 1024 * 1024 } });
+    await using p = await startProxy({ ...base, limits: { maxMessageSize: 256 * 1024 } });
+    const got = messagesOf(await poplib({ mode: "plain", port: p.ports.pop3, user: routed("alice"), password: PW, ops: [["retr", large], ["retr", 1]] }));
+    expect(Buffer.from(got[0]!).equals(ref[0]!)).toBe(true);
+    expect(got[1]).toEqual(corpus[0]!.bytes);
+    expect(logObjects(p.logs).some((l) => l.msg === "message over maxMessageSize: spooled to disk to be scanned")).toBe(true);
+  });
+
+  test("a 200 MB message with EICAR after 199 MB of padding (default limits): found, cleaned, the original quarantined", async () => {
+    // Padding past maxMessageSize was a bypass: such a message reached the client tagged Unscanned.
+    const block = Buffer.from(Array.from({ length: 57 * 1024 }, (_, i) => (i * 7919) & 0xff)).toString("base64").replace(/.{76}/g, "$&\r\n");
+    const head = Buffer.from("From: a@example.org\r\nTo: ivy@example.org\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\n" +
+      "Content-Type: video/mp4; name=\"holiday.mp4\"\r\nContent-Transfer-Encoding: base64\r\n\r\n", "latin1");
+    const pad = Buffer.from(block, "latin1");
+    const tail = Buffer.from(`--B\r\nContent-Type: application/octet-stream; name="tool.com"\r\nContent-Transfer-Encoding: base64\r\n\r\n${EICAR_B64}\r\n--B--\r\n`, "latin1");
+    const copies = Math.ceil((200 * 1024 * 1024) / pad.length);
+    const big = Buffer.concat([head, ...Array.from({ length: copies }, () => pad), tail]);
+    await dc.seed("frank", [big]);
+    await using p = await startProxy(base);
+    const r = await poplib({ mode: "plain", port: p.ports.pop3, user: routed("frank"), password: PW, ops: [["retr-summary", 1, EICAR_B64]] });
+    const s = r.results[0]!.summary!;
+    expect(s.found).toBe(false);
+    expect(s.header).toContain("X-Virus-Status: Cleaned (Eicar-Test-Signature)");
+    expect(s.size).toBeGreaterThan(200 * 1024 * 1024); // the padding is kept: only the infected part went
+    const q = await new QuarantineStore(p.quarantineDir).list();
+    expect(q.length).toBe(1);
+    expect(q[0]!.size).toBe(big.length);
+    expect(q[0]!.sha256).toBe(new Bun.CryptoHasher("sha256").update(big).digest("hex"));
+  }, 120_000);
+
+  test("over maxSpooledMessageSize: onUnscanned deliver relays it as Dovecot sends it under an Unscanned header; tempfail withholds it", async () => {
+    const large = corpus.findIndex((c) => c.name === "large") + 1;
+    const ref = messagesOf(await direct("alice", [["retr", large]]));
+    await using deliver = await startProxy({ ...base, limits: { maxMessageSize: 256 * 1024, maxSpooledMessageSize: 1024 * 1024 } });
     const r = await poplib({ mode: "plain", port: deliver.ports.pop3, user: routed("alice"), password: PW, ops: [["retr", large], ["retr", 1]] });
     const got = messagesOf(r);
     const header = Buffer.from("X-Virus-Status: Unscanned (too-large)\r\n");
     expect(Buffer.from(got[0]!).subarray(0, header.length).toString()).toBe(header.toString());
     expect(Buffer.from(got[0]!).subarray(header.length).equals(ref[0]!)).toBe(true);
     expect(got[1]).toEqual(corpus[0]!.bytes);
-    await using tempfail = await startProxy({ ...base, onUnscanned: "tempfail", limits: { maxMessageSize: 1024 * 1024 } });
+    await using tempfail = await startProxy({ ...base, onUnscanned: "tempfail", limits: { maxMessageSize: 256 * 1024, maxSpooledMessageSize: 1024 * 1024 } });
     const t = await poplib({ mode: "plain", port: tempfail.ports.pop3, user: routed("alice"), password: PW, ops: [["retr", large], ["retr", 1]] });
     expect(t.results[0]!.err).toStartWith("-ERR");
     expect(t.results[1]!.data).toEqual(corpus[0]!.bytes);

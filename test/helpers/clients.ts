@@ -52,6 +52,8 @@ export type PopOp =
   | ["list"]
   | ["uidl"]
   | ["retr", number]
+  /** RETR of a message too big to pass back whole: its size, sha256, header block and whether needle occurs in it. */
+  | ["retr-summary", number, string]
   | ["top", number, number]
   | ["dele", number]
   | ["noop"]
@@ -64,6 +66,8 @@ export interface PopResult {
   resp?: string;
   /** The message as the client got it: each line + CRLF (poplib unstuffs dots and drops the terminator). */
   data?: Uint8Array;
+  /** retr-summary: what it says of the message. */
+  summary?: { size: number; sha256: string; header: string; found: boolean };
   err?: string;
 }
 
@@ -90,7 +94,7 @@ export interface PoplibRun {
 // Every -ERR becomes a result rather than an exception, so a test sees the whole session. A QUIT is
 // sent after the ops unless one was asked for: a session without QUIT commits no DELE (RFC 1939).
 const POPLIB_SCRIPT = `
-import base64, json, poplib, ssl, sys
+import base64, hashlib, json, poplib, ssl, sys
 cfg = json.loads(sys.argv[1])
 ctx = ssl.create_default_context(cafile=cfg["caFile"]) if cfg.get("caFile") else None
 host = cfg.get("host") or "127.0.0.1"
@@ -113,6 +117,13 @@ for op in cfg["ops"]:
         elif name == "list": r = {"ok": [l.decode("latin1") for l in p.list()[1]]}
         elif name == "uidl": r = {"ok": [l.decode("latin1") for l in p.uidl()[1]]}
         elif name == "retr": r = msg(p.retr(op[1]))
+        elif name == "retr-summary":
+            resp, lines, _ = p.retr(op[1])
+            data = b"".join(l + b"\\r\\n" for l in lines)
+            lines = None
+            end = data.find(b"\\r\\n\\r\\n")
+            r = {"resp": resp.decode("latin1"), "summary": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                 "header": data[:end if end >= 0 else 65536][:65536].decode("latin1"), "found": op[2].encode("latin1") in data.replace(b"\\r\\n", b"")}}
         elif name == "top": r = msg(p.top(op[1], op[2]))
         elif name == "dele": r = {"ok": p.dele(op[1]).decode("latin1")}
         elif name == "noop": r = {"ok": p.noop().decode("latin1")}

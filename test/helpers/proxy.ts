@@ -89,6 +89,18 @@ export async function startProxy(overrides: ConfigOverrides = {}, opts: { engine
   };
 }
 
+/** A POP3 client logged in through the proxy to the mock server on mockPort (as alice/secret). */
+export async function popLoggedIn(proxyPort: number, mockPort: number): Promise<TestClient> {
+  const c = await TestClient.connect(proxyPort);
+  await c.line();
+  c.send(`USER alice/127.0.0.1:${mockPort}`);
+  await c.line();
+  c.send("PASS secret");
+  const reply = await c.line();
+  if (!reply.startsWith("+OK")) throw new Error(`login through the proxy failed: ${reply}`);
+  return c;
+}
+
 /** Parsed JSON log lines. */
 export function logObjects(logs: string[]): Record<string, unknown>[] {
   return logs.map((l) => JSON.parse(l) as Record<string, unknown>);

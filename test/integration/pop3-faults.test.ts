@@ -2,23 +2,13 @@
 import { describe, expect, test } from "bun:test";
 import { throwingEngine } from "../helpers/engine.ts";
 import { startMockPop3, startUnresponsive } from "../helpers/mock-pop3.ts";
-import { logObjects, startProxy, TestClient, unstuff } from "../helpers/proxy.ts";
+import { logObjects, popLoggedIn, startProxy, TestClient, unstuff } from "../helpers/proxy.ts";
 
 function bigMessage(size: number): string {
   const line = "The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuvwxyz\r\n";
   let body = "";
   while (body.length < size) body += (body.length % 7 === 0 ? "." : "") + line;
   return `Subject: big\r\n\r\n${body}`;
-}
-
-async function loggedIn(proxyPort: number, mockPort: number): Promise<TestClient> {
-  const c = await TestClient.connect(proxyPort);
-  await c.line();
-  c.send(`USER alice/127.0.0.1:${mockPort}`);
-  await c.line();
-  c.send("PASS secret");
-  expect(await c.line()).toStartWith("+OK");
-  return c;
 }
 
 describe("POP3 faults", () => {
@@ -92,7 +82,7 @@ describe("POP3 faults", () => {
       const stray = "+OK 2 messages (not asked for)\r\n1 120\r\n2 999\r\n.\r\n";
       await using mock = await startMockPop3({ messages: ["Subject: a\r\n\r\nx\r\n"], faults: { unsolicited: { text: stray, when } } });
       await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
-      await using c = await loggedIn(proxy.ports.pop3, mock.port);
+      await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
       c.send("NOOP");
       expect(await c.line()).toBe("+OK");
       await Bun.sleep(200);
@@ -109,7 +99,7 @@ describe("POP3 faults", () => {
       const messages = Array.from({ length: 3000 }, (_, i) => `Subject: m${i}\r\n\r\nbody\r\n`);
       await using mock = await startMockPop3({ messages, faults: { cutListing: 20_000 } });
       await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
-      await using c = await loggedIn(proxy.ports.pop3, mock.port);
+      await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
       c.send(verb);
       const rest = (await c.rest()).toString("latin1");
       expect(rest).toStartWith("+OK");
@@ -122,7 +112,7 @@ describe("POP3 faults", () => {
   test("a client that vanishes without QUIT: the proxy sends no QUIT either, so its DELE is not committed", async () => {
     await using mock = await startMockPop3({ messages: ["Subject: a\r\n\r\nx\r\n", "Subject: b\r\n\r\ny\r\n"] });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
-    const c = await loggedIn(proxy.ports.pop3, mock.port);
+    const c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.send("DELE 1");
     expect(await c.line()).toStartWith("+OK");
     await c[Symbol.asyncDispose](); // gone: no QUIT, the socket just closes
@@ -136,7 +126,7 @@ describe("POP3 faults", () => {
     const msg = bigMessage(200_000);
     const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 100_000 } } });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.send("RETR 1");
     const rest = await c.rest();
     expect(rest.toString("latin1")).not.toContain("\r\n.\r\n");
@@ -148,8 +138,8 @@ describe("POP3 faults", () => {
   test("upstream cut mid-message while streaming an unscanned message: closed without the dot", async () => {
     const msg = bigMessage(300_000);
     const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 250_000 } } });
-    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxMessageSize: 100_000 } });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxMessageSize: 50_000, maxSpooledMessageSize: 100_000 } });
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.send("RETR 1");
     const rest = (await c.rest()).toString("latin1");
     expect(rest).toStartWith("+OK");
@@ -162,7 +152,7 @@ describe("POP3 faults", () => {
     const msg = bigMessage(500_000);
     const mock = await startMockPop3({ messages: [msg], faults: { cutRetr: { msg: 1, cutAfter: 100_000 } } });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], excludedServers: ["127.0.0.1"] });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.send("RETR 1");
     // Settled by what arrives, not by a timeout: the connection closes, or a terminating dot shows.
     const DOT = Buffer.from("\r\n.\r\n");
@@ -180,7 +170,7 @@ describe("POP3 faults", () => {
   test("a stalled upstream hits the read timeout and the client is closed without a dot", async () => {
     const mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"], faults: { stallRetr: 1 } });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { upstreamReadTimeout: 300 } });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.send("RETR 1");
     const rest = (await c.rest()).toString("latin1");
     expect(rest).not.toContain("\r\n.\r\n");
@@ -191,7 +181,7 @@ describe("POP3 faults", () => {
   test("a status line over maxUpstreamLine ends the session", async () => {
     const mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"], faults: { hugeStatLine: 5000 } });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxUpstreamLine: 1024 } });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.send("STAT");
     expect((await c.rest()).length).toBe(0);
     expect(logObjects(proxy.logs).find((l) => l.msg === "session end")?.end).toContain("longer than 1024");
@@ -239,10 +229,10 @@ describe("POP3 faults", () => {
 
   test("too large with onUnscanned tempfail: -ERR and the session goes on in step", async () => {
     const mock = await startMockPop3({ messages: [bigMessage(300_000), "Subject: small\r\n\r\nok\r\n"] });
-    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], onUnscanned: "tempfail", limits: { maxMessageSize: 100_000 } });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], onUnscanned: "tempfail", limits: { maxMessageSize: 50_000, maxSpooledMessageSize: 100_000 } });
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.sendRaw("RETR 1\r\nRETR 2\r\n");
-    expect(await c.line()).toBe("-ERR [SYS/PERM] Message is larger than the proxy may scan (maxMessageSize).");
+    expect(await c.line()).toBe("-ERR [SYS/PERM] Message is larger than the proxy may scan (maxSpooledMessageSize).");
     expect(unstuff((await c.multi()).body).toString()).toBe("Subject: small\r\n\r\nok\r\n");
     mock.stop();
   });
@@ -250,8 +240,8 @@ describe("POP3 faults", () => {
   test("too large with onUnscanned deliver: streamed whole, tagged, with its final dot", async () => {
     const msg = bigMessage(3_000_000);
     const mock = await startMockPop3({ messages: [msg] });
-    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxMessageSize: 100_000 } });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], limits: { maxMessageSize: 100_000, maxSpooledMessageSize: 1_000_000 } });
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.send("RETR 1");
     const r = await c.multi();
     expect(unstuff(r.body).toString("latin1")).toBe("X-Virus-Status: Unscanned (too-large)\r\n" + msg);
@@ -261,7 +251,7 @@ describe("POP3 faults", () => {
   test("a scanner failure is a temporary failure (onError tempfail); the session continues", async () => {
     const mock = await startMockPop3({ messages: ["Subject: x\r\n\r\nbody\r\n"] });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] }, { engine: throwingEngine("async") });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.send("RETR 1");
     expect(await c.line()).toStartWith("-ERR [SYS/TEMP]");
     c.send("NOOP");
@@ -273,7 +263,7 @@ describe("POP3 faults", () => {
     const msgs = [bigMessage(4_000_000), bigMessage(4_000_000)];
     const mock = await startMockPop3({ messages: msgs });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port] });
-    await using c = await loggedIn(proxy.ports.pop3, mock.port);
+    await using c = await popLoggedIn(proxy.ports.pop3, mock.port);
     c.sendRaw("RETR 1\r\nRETR 2\r\n");
     const a = await c.multi();
     const b = await c.multi();

@@ -25,7 +25,7 @@ const PROXY_BOUND = 3 * MB;
 describe("POP3 flow control", () => {
   const cases: [string, ConfigOverrides, string][] = [
     ["an excluded server (streamed unscanned)", { excludedServers: ["127.0.0.1"] }, ""],
-    ["a message over maxMessageSize (streamed unscanned)", { limits: { maxMessageSize: MB } }, "X-Virus-Status: Unscanned (too-large)\r\n"],
+    ["a message over maxSpooledMessageSize (streamed unscanned)", { limits: { maxMessageSize: MB, maxSpooledMessageSize: 2 * MB } }, "X-Virus-Status: Unscanned (too-large)\r\n"],
   ];
   for (const [name, overrides, header] of cases) {
     test(`a 40 MB RETR from ${name} to a client that does not read: the proxy pauses the server, then delivers it intact`, async () => {

@@ -128,3 +128,26 @@ describe("decodePartBody", () => {
     expect(ms).toBeLessThan(2000);
   });
 });
+
+describe("decoding stops one byte past max (a part bigger than the scanner takes is never decoded whole)", () => {
+  const data = pseudoRandom(100_000, 9);
+  const b64 = new TextEncoder().encode(base64Lines(data));
+  const qp = new TextEncoder().encode(Array.from(data.subarray(0, 30_000), (b) => `=${b.toString(16).padStart(2, "0").toUpperCase()}`).join("").replace(/.{72}/g, "$&=\r\n"));
+  for (const max of [0, 1, 2, 3, 4, 57, 1000, 99_999]) {
+    test(`max ${max}`, () => {
+      const got = decodeBase64(b64, false, max);
+      expect(got.length).toBe(max + 1);
+      expect(Buffer.from(got).equals(Buffer.from(data.subarray(0, max + 1)))).toBe(true);
+      if (max < 30_000) {
+        const q = decodeQuotedPrintable(qp, max);
+        expect(Buffer.from(q).equals(Buffer.from(data.subarray(0, max + 1)))).toBe(true);
+      }
+    });
+  }
+  test("at or past the decoded size nothing is cut", () => {
+    expect(Buffer.from(decodeBase64(b64, false, 100_000)).equals(Buffer.from(data))).toBe(true);
+    expect(decodeQuotedPrintable(qp, 30_000).length).toBe(30_000);
+    const part = parseMessage(new TextEncoder().encode(`Content-Transfer-Encoding: base64\r\n\r\n${base64Lines(data)}`));
+    expect(decodePartBody(new TextEncoder().encode(`Content-Transfer-Encoding: base64\r\n\r\n${base64Lines(data)}`), part, 500).length).toBe(501);
+  });
+});
