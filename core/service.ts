@@ -256,6 +256,7 @@ export class Service {
       log,
       trust: gen.trust,
       filter: (raw, info) => gen.imapFilter(raw, info, `imap ${session.account} ${info.msg}`),
+      spoolDir: spoolDir(this.opts.stateDir),
       cache: gen.cache,
       cleanIndex: gen.cleanIndex,
       holdBudget: gen.holdBudget,

@@ -17,7 +17,8 @@ import { envelopeText } from "./envelope.ts";
 import { parseFetch, singleNumber, type FetchRequest } from "./fetch-items.ts";
 import { ImapProtocolError, type ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
-import type { CachedMessage, MessageCache, MessageKey } from "./cache.ts";
+import { messageKeyString, type CachedMessage, type MessageCache, type MessageKey } from "./cache.ts";
+import { Spool } from "../filter/spool.ts";
 import type { CleanIndex } from "./clean-index.ts";
 import type { ByteBudget } from "../net/budget.ts";
 import { astringBytes, commandHead, latin1Bytes, lineText, quoted, segmentText, tokenize, type Segment } from "./wire.ts";
@@ -40,9 +41,11 @@ export interface RelayOptions {
   cleanIndex: CleanIndex | null;
   /** Memory for bodies held whole while they are scanned, shared by all sessions. */
   holdBudget: ByteBudget;
-  limits: { maxMessageSize: number; upstreamReadTimeout: number; maxClientLine: number };
-  /** Per reason; a body over maxMessageSize follows its "too-large" entry. */
+  limits: { maxMessageSize: number; maxSpooledMessageSize: number; upstreamReadTimeout: number; maxClientLine: number };
+  /** Per reason; a body over maxSpooledMessageSize follows its "too-large" entry. */
   onUnscanned: UnscannedPolicy;
+  /** Where a body over maxMessageSize is spooled to be scanned (filter/spool.ts). */
+  spoolDir: string;
   /** "host:port" and user: the account part of every cache key. */
   account: { server: string; user: string };
   log: Logger;
@@ -101,10 +104,15 @@ const PREFETCH_BATCH = 32;
 const MAX_INLINE_LITERAL = 4096;
 const CRLF = new Uint8Array([0x0d, 0x0a]);
 const EMPTY = new Uint8Array(0);
+/** A spooled body is served in reads of this size. */
+const SPOOL_SLICE = 512 * 1024;
+/** Changed copies of spooled messages one session keeps (a chunked download needs its copy until done). */
+const MAX_BIG_COPIES = 2;
 
 export class ImapRelay {
   private readonly inflight: InFlight[] = [];
   private selected: { mailbox: string; uidValidity: number | null } | null = null;
+  private readonly bigCopies = new Map<string, CachedMessage>();
   private stopped = false;
   private logoutSeen = false;
   private drainWaiters: (() => void)[] = [];
@@ -301,7 +309,7 @@ export class ImapRelay {
     const key = this.key(uid);
     // The cache's copy, or the one this command's prefetch just made when the cache had no room for it:
     // chunks of a cleaned message must be cut from the cleaned copy, never relayed from the server.
-    const cached = this.o.cache.get(key);
+    const cached = this.lookup(key);
     const usable = (e: CachedMessage | undefined) => !!e && e.size > 0 && e.bytes.length === e.size;
     const entry = usable(cached) ? cached! : fresh?.get(uid);
     if (!entry || !usable(entry)) return null;
@@ -326,7 +334,8 @@ export class ImapRelay {
     const missing = targets.filter((t) => !this.known(this.key(t.uid), t.size));
     for (let i = 0; i < missing.length; i += PREFETCH_BATCH) {
       const batch = missing.slice(i, i + PREFETCH_BATCH);
-      const small = batch.filter((t) => (t.size ?? 0) <= this.o.limits.maxMessageSize);
+      // Up to maxSpooledMessageSize: a body over maxMessageSize is spooled by the same command (oversize).
+      const small = batch.filter((t) => (t.size ?? 0) <= this.o.limits.maxSpooledMessageSize);
       for (const t of batch) if (!small.includes(t)) this.rememberOversize(t.uid);
       // A range of one message is the first chunk of a chunked download: its original is kept with the
       // verdict, so the next chunks are cut from it (rangesFromCopy) until the last one drops it.
@@ -504,7 +513,8 @@ export class ImapRelay {
           continue;
         }
         if (body && p.size > limits.maxMessageSize && this.o.filter) {
-          await this.oversize(r, p.item, p.size, flushPrefix, f);
+          if (p.size <= limits.maxSpooledMessageSize && kind === "whole" && !p.item.info.partial) await this.spooledBody(r, p.item, p.size, flushPrefix, f, own);
+          else await this.oversize(r, p.item, p.size, flushPrefix, f);
           continue;
         }
         if (!body && p.size > limits.maxMessageSize) throw new RelayAbort(`a ${p.size}-byte literal the proxy cannot relay in order`);
@@ -560,7 +570,7 @@ export class ImapRelay {
         this.releaseOriginal(f.copy, it, f);
         continue;
       }
-      let entry = key ? this.o.cache.get(key) : undefined;
+      let entry = key ? this.lookup(key) : undefined;
       if (!entry && key && this.o.cleanIndex?.has({ ...key, size: r.number("RFC822.SIZE") ?? -1 })) entry = CLEAN;
       if (!entry && kind === "whole" && it.literal) {
         const got = await this.scanWhole(it.literal, uid, r.seq);
@@ -641,7 +651,93 @@ export class ImapRelay {
     if (copy) own.copies?.set(uid, copy);
   }
 
-  /** A body over maxMessageSize: relayed unscanned when onUnscanned is "deliver", else withheld. */
+  /**
+   * A whole body over maxMessageSize: spooled as it arrives, scanned from the file, then served from
+   * it (or from the changed copy, the same size): the literal's announced length still holds. A
+   * changed copy is kept mapped for this session's later chunk, section and structure fetches (the
+   * shared cache is memory; a map's pages are the file's). For the proxy's own prefetch nothing is
+   * relayed: the verdict (and copy) is recorded.
+   */
+  private async spooledBody(r: FetchResponse, item: FetchItem, size: number, flushPrefix: () => void, f: InFlight | undefined, own: OwnCommand | undefined): Promise<void> {
+    const { server, limits, log } = this.o;
+    const uid = r.number("UID");
+    let spool: Spool | null = null;
+    let failed: unknown = null;
+    try {
+      spool = Spool.create(this.o.spoolDir);
+    } catch (e) {
+      failed = e;
+    }
+    await server.reader.readExact(size, (c) => {
+      if (failed) return;
+      try {
+        spool!.write(c);
+      } catch (e) {
+        failed = e;
+      }
+    }, limits.upstreamReadTimeout);
+    log.info("message over maxMessageSize: spooled to disk to be scanned", { uid, size, maxMessageSize: limits.maxMessageSize });
+    let copy: Spool | null = null;
+    try {
+      const out = failed ? null : await this.o.filter!(spool!, { msg: this.describe(uid, r.seq), partial: false, log: log.child({ mailbox: this.selected?.mailbox, uid }) });
+      if (failed) log.error("message could not be spooled for scanning", { uid, error: failed });
+      this.o.stats.bytes += size;
+      if (out?.detected) this.o.stats.detections++;
+      if (!out || out.kind === "refuse") {
+        r.literalStreamed();
+        if (!own) this.withhold(item, f);
+        return;
+      }
+      copy = out.bytes;
+      const changed = copy !== spool;
+      const key = uid !== null && this.selected?.uidValidity != null ? this.key(uid) : null;
+      // The copy's map outlives its file (removed below): its pages are read from the unlinked inode.
+      const entry: CachedMessage = { bytes: changed ? copy.map() : EMPTY, changed, size, verdict: out.clean ? "clean" : out.detected ? "infected" : "delivered" };
+      if (key) {
+        if (out.clean) this.o.cleanIndex?.add({ ...key, size });
+        if (changed) this.keepBigCopy(key, entry);
+        else this.o.cache.put(key, entry);
+      }
+      if (own) {
+        r.literalStreamed();
+        if (own.kind === "prefetch" && uid !== null) own.copies?.set(uid, entry);
+        return;
+      }
+      this.o.stats.messages++;
+      // The response up to this literal's {size} goes now; the literal follows from the file.
+      flushPrefix();
+      for (let at = 0; at < copy.size;) {
+        const slice = new Uint8Array(Math.min(SPOOL_SLICE, copy.size - at));
+        const n = copy.read(at, slice);
+        if (n === 0) throw new RelayAbort(`spooled message ended at ${at} of ${copy.size} bytes`);
+        this.write(n === slice.length ? slice : slice.subarray(0, n));
+        at += n;
+        if (this.o.client.out.isFull) await this.o.client.out.room();
+        if (this.o.client.isClosed) throw new RelayAbort("client went away");
+      }
+      if (copy.size !== size) throw new RelayAbort(`a copy of ${copy.size} bytes for a ${size}-byte literal`);
+      r.literalStreamed();
+    } finally {
+      spool?.remove();
+      copy?.remove();
+    }
+  }
+
+  /** Changed copies of spooled messages this session keeps mapped, newest last; the oldest goes first. */
+  private keepBigCopy(key: MessageKey, entry: CachedMessage): void {
+    const id = messageKeyString(key);
+    this.bigCopies.delete(id);
+    this.bigCopies.set(id, entry);
+    while (this.bigCopies.size > MAX_BIG_COPIES) this.bigCopies.delete(this.bigCopies.keys().next().value!);
+  }
+
+  private withhold(item: FetchItem, f: InFlight | undefined): void {
+    item.written = false;
+    item.replacement = [latin1Bytes(`${item.name} NIL`)];
+    if (f) f.withheld = true;
+  }
+
+  /** A body over maxSpooledMessageSize: relayed unscanned when onUnscanned is "deliver", else withheld. */
   private async oversize(r: FetchResponse, item: FetchItem, size: number, flushPrefix: () => void, f: InFlight | undefined): Promise<void> {
     const { server, limits, log } = this.o;
     const uid = r.number("UID");
@@ -658,9 +754,7 @@ export class ImapRelay {
     log.warn("message too large to scan, withheld", { uid, size, onUnscanned: this.o.onUnscanned["too-large"] });
     await server.reader.readExact(size, () => {}, limits.upstreamReadTimeout);
     r.literalStreamed();
-    item.written = false;
-    item.replacement = [latin1Bytes(`${item.name} NIL`)];
-    if (f) f.withheld = true;
+    this.withhold(item, f);
   }
 
   /** The bytes a body item asks for, cut from the copy: section, then <origin.length>. */
@@ -701,15 +795,25 @@ export class ImapRelay {
     const uid = r.number("UID");
     if (uid === null) return false;
     const key = this.key(uid);
-    const e = this.o.cache.get(key);
+    const e = this.lookup(key);
     if (e) return !e.changed && !this.withholds(e.verdict);
     const size = r.number("RFC822.SIZE");
     return size !== null && (this.o.cleanIndex?.has({ ...key, size }) ?? false);
   }
 
   private known(key: MessageKey, size: number | null): boolean {
-    if (this.o.cache.get(key)) return true;
+    if (this.lookup(key)) return true;
     return size !== null && (this.o.cleanIndex?.has({ ...key, size }) ?? false);
+  }
+
+  /** The shared cache's entry, else a changed copy of a spooled message this session holds. */
+  private lookup(key: MessageKey): CachedMessage | undefined {
+    const hit = this.o.cache.get(key);
+    if (hit) return hit;
+    const id = messageKeyString(key);
+    const big = this.bigCopies.get(id);
+    if (big) { this.bigCopies.delete(id); this.bigCopies.set(id, big); } // most recent last
+    return big;
   }
 
   private key(uid: number): MessageKey {

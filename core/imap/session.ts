@@ -20,6 +20,8 @@ import type { MessageCache } from "./cache.ts";
 import type { CleanIndex } from "./clean-index.ts";
 import type { ByteBudget } from "../net/budget.ts";
 import { ImapReader, ReadError, commandHead, latin1Bytes, lineText, segmentText, tokenize, type Segment, type Token } from "./wire.ts";
+import { spoolDir } from "../filter/spool.ts";
+import { stateDir } from "../config/paths.ts";
 
 export interface ImapSessionDeps {
   config: Config;
@@ -40,6 +42,8 @@ export interface ImapSessionDeps {
   excludedApp: Promise<string | null>;
   /** This connection's standing with the proxy's login guard (failed-login limits); absent in some tests. */
   admission?: Admission;
+  /** Where bodies over maxMessageSize are spooled; default <state>/spool of the environment. */
+  spoolDir?: string;
 }
 
 export interface ImapSessionSummary {
@@ -434,6 +438,7 @@ export class ImapSession {
       holdBudget: this.deps.holdBudget,
       limits: this.deps.config.limits,
       onUnscanned: this.deps.config.onUnscanned,
+      spoolDir: this.deps.spoolDir ?? spoolDir(stateDir()),
       account: { server: this.where ?? "?", user },
       log: this.log,
       stats: this.stats,

@@ -329,10 +329,23 @@ describe("PREAUTH greeting on a fixed-upstream listener", () => {
 const GB = 1024 * 1024 * 1024;
 
 /** Peak and current resident memory of a process, in MiB (Linux /proc). */
-async function memory(pid: number): Promise<{ hwm: number; rss: number }> {
+async function memory(pid: number): Promise<{ hwm: number; rss: number; anon: number }> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
-  return { hwm: kb("VmHWM") / 1024, rss: kb("VmRSS") / 1024 };
+  return { hwm: kb("VmHWM") / 1024, rss: kb("VmRSS") / 1024, anon: kb("RssAnon") / 1024 };
+}
+
+/** Samples the process's anonymous memory (heap, not file pages) every 50 ms until stopped; resolves with the most seen, MiB. */
+function sampleAnon(pid: number): { stop(): Promise<number> } {
+  let most = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      most = Math.max(most, (await memory(pid).catch(() => ({ anon: 0 }))).anon);
+      await Bun.sleep(50);
+    }
+  })();
+  return { async stop() { running = false; await loop; return most; } };
 }
 
 /** `mailsentry serve` as its own process (so its memory is its own), IMAP only, routed to the mock. */
@@ -351,9 +364,36 @@ async function proxyProcess(name: string, mockPort: number, config: Record<strin
 }
 
 describe("a 1 GB literal (maxMessageSize 100 MB)", () => {
-  test("onUnscanned tempfail: withheld as NIL with NO [UNAVAILABLE], and the proxy's memory stays bounded", async () => {
+  test("spooled and scanned (default limits): exactly 1 GB delivered, the proxy's heap stays bounded while the file is mapped", async () => {
     await using mock = await startMockImap({ messages: [body(1)], faults: { hugeLiteral: { uid: 2, size: GB } } });
-    await using proxy = await proxyProcess("huge-tempfail", mock.port, { onUnscanned: "tempfail" });
+    await using proxy = await proxyProcess("huge-spooled", mock.port, {});
+    await using w = await session(proxy.port, mock.port);
+    const anon = sampleAnon(proxy.proc.pid);
+    const started = performance.now();
+    w.send("f UID FETCH 2 BODY.PEEK[]\r\n");
+    expect(await w.line()).toBe(`* 2 FETCH (UID 2 BODY[] {${GB}}`);
+    let count = 0;
+    let head = Buffer.alloc(0);
+    await w.skip(GB, (c) => {
+      count += c.length;
+      if (head.length < 64) head = Buffer.concat([head, c.subarray(0, 64 - head.length)]);
+    });
+    expect(await w.line()).toBe(")");
+    expect(await w.line()).toBe("f OK Fetch completed.");
+    const seconds = (performance.now() - started) / 1000;
+    const peakAnon = await anon.stop();
+    const mem = await memory(proxy.proc.pid);
+    expect(count).toBe(GB);
+    expect(head.toString("latin1")).toStartWith("From: huge@example.org\r\nSubject: huge literal\r\n\r\n");
+    console.info(`1 GB spooled and scanned: ${seconds.toFixed(1)} s, proxy anonymous memory at most ${peakAnon.toFixed(0)} MiB, peak RSS ${mem.hwm.toFixed(0)} MiB (mapped file pages included)`);
+    expect(peakAnon).toBeLessThan(300);
+    expect(proxy.lines.join("\n")).toContain("spooled to disk to be scanned");
+    expect(proxy.lines.join("\n")).not.toContain("too large to scan");
+  }, 120_000);
+
+  test("onUnscanned tempfail over maxSpooledMessageSize: withheld as NIL with NO [UNAVAILABLE], and the proxy's memory stays bounded", async () => {
+    await using mock = await startMockImap({ messages: [body(1)], faults: { hugeLiteral: { uid: 2, size: GB } } });
+    await using proxy = await proxyProcess("huge-tempfail", mock.port, { onUnscanned: "tempfail", limits: { maxSpooledMessageSize: 512 * 1024 * 1024 } });
     await using w = await session(proxy.port, mock.port);
     const before = await memory(proxy.proc.pid);
     const started = performance.now();
@@ -367,9 +407,9 @@ describe("a 1 GB literal (maxMessageSize 100 MB)", () => {
     expect(mem.hwm).toBeLessThan(300);
   }, 120_000);
 
-  test("onUnscanned deliver (the default): exactly 1 GB streamed to the client, proxy peak RSS under 300 MiB", async () => {
+  test("onUnscanned deliver (the default) over maxSpooledMessageSize: exactly 1 GB streamed to the client, proxy peak RSS under 300 MiB", async () => {
     await using mock = await startMockImap({ messages: [body(1)], faults: { hugeLiteral: { uid: 2, size: GB } } });
-    await using proxy = await proxyProcess("huge-deliver", mock.port, {});
+    await using proxy = await proxyProcess("huge-deliver", mock.port, { limits: { maxSpooledMessageSize: 512 * 1024 * 1024 } });
     await using w = await session(proxy.port, mock.port);
     const before = await memory(proxy.proc.pid);
     const started = performance.now();
