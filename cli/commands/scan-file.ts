@@ -4,9 +4,12 @@ import { defineCommand } from "citty";
 import { mkdir, open, rename, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { loadConfig, type Config } from "../../core/config/index.ts";
-import type { ScanLimits } from "../../core/limits.ts";
+import { stateDir } from "../../core/config/paths.ts";
+import { spooledLimits } from "../../core/filter/scan-job.ts";
+import { Spool, spoolDir } from "../../core/filter/spool.ts";
+import type { Limits } from "../../core/limits.ts";
 import { messageId } from "../../core/mime/parse.ts";
-import { applyPolicy, policyFromConfig, type ActionPolicy, type RewriteOutcome } from "../../core/rewrite/index.ts";
+import { applyPolicyChunks, policyFromConfig, type ActionPolicy, type RewriteDraft, type RewriteOutcome } from "../../core/rewrite/index.ts";
 import type { Engine } from "../../core/scan/engine.ts";
 import { looksLikeMessage, scanMessage, scanObject } from "../../core/scan/pipeline.ts";
 import { describeVerdict, type ScanResult } from "../../core/scan/verdict.ts";
@@ -28,7 +31,7 @@ export const scanArgs = {
 export interface ScanSetup {
   config: Config;
   engine: Engine;
-  limits: ScanLimits;
+  limits: Limits;
   policy: ActionPolicy;
   reporter: Reporter;
   cleanTo: string | null;
@@ -68,30 +71,65 @@ export function uniqueName(used: Set<string>, name: string): string {
 }
 
 /** How --clean-to describes what it wrote. */
-export function writtenLabel(o: RewriteOutcome): string {
+export function writtenLabel(o: Pick<RewriteOutcome, "disposition" | "applied">): string {
   if (o.disposition === "tempfail") return "copied unchanged";
   return { none: "unchanged", tag: "tagged", clean: "cleaned", replace: "replaced" }[o.applied];
 }
 
-async function readInput(file: string, cap: number): Promise<{ data: Uint8Array; tooLarge: boolean; size: number }> {
-  if (file === "-") {
-    const parts: Uint8Array[] = [];
-    let size = 0;
-    for await (const chunk of Bun.stdin.stream()) {
-      size += chunk.length;
-      if (size <= cap) parts.push(chunk);
+interface Input {
+  data: Uint8Array;
+  /** Set when the input was bigger than maxMessageSize: data is a map of this private copy. */
+  spool: Spool | null;
+  tooLarge: boolean;
+  /** Bytes read (for an input over the last cap: as far as it was read). */
+  size: number;
+}
+
+/**
+ * Reads one input as a stream, whatever it is (file, FIFO, device, stdin): up to maxMessageSize into
+ * memory, beyond it into a private spool file that is then mapped (the proxy's rule, so a padded
+ * message is scanned here too), and past maxSpooledMessageSize reading stops: too large.
+ */
+async function readInput(file: string, limits: Limits): Promise<Input> {
+  let chunks: AsyncIterable<Uint8Array>;
+  if (file === "-") chunks = Bun.stdin.stream();
+  else {
+    const st = await stat(file);
+    if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+    if (st.isFile() && st.size <= limits.maxMessageSize) {
+      const fh = await open(file, "r");
+      try {
+        return { data: await fh.readFile(), spool: null, tooLarge: false, size: st.size };
+      } finally {
+        await fh.close();
+      }
     }
-    return { data: size <= cap ? Buffer.concat(parts) : new Uint8Array(0), tooLarge: size > cap, size };
+    chunks = Bun.file(file).stream();
   }
-  const st = await stat(file);
-  if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
-  if (st.size > cap) return { data: new Uint8Array(0), tooLarge: true, size: st.size };
-  const fh = await open(file, "r");
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  let spool: Spool | null = null;
   try {
-    return { data: await fh.readFile(), tooLarge: false, size: st.size };
-  } finally {
-    await fh.close();
+    for await (const chunk of chunks) {
+      size += chunk.length;
+      if (size > limits.maxSpooledMessageSize) {
+        spool?.remove();
+        return { data: new Uint8Array(0), spool: null, tooLarge: true, size };
+      }
+      if (spool) spool.write(chunk);
+      else if (size <= limits.maxMessageSize) parts.push(chunk);
+      else {
+        spool = Spool.create(spoolDir(stateDir()));
+        for (const p of parts.splice(0)) spool.write(p);
+        spool.write(chunk);
+      }
+    }
+  } catch (e) {
+    spool?.remove();
+    throw e;
   }
+  if (spool) return { data: spool.map(), spool, tooLarge: false, size };
+  return { data: Buffer.concat(parts), spool: null, tooLarge: false, size };
 }
 
 export function errorText(e: unknown): string {
@@ -106,9 +144,9 @@ function fileReport(file: string, kind: FileReport["kind"], result: ScanResult):
 
 async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<void> {
   const label = file === "-" ? "(stdin)" : file;
-  let input: Awaited<ReturnType<typeof readInput>>;
+  let input: Input;
   try {
-    input = await readInput(file, s.limits.maxScanSize);
+    input = await readInput(file, s.limits);
   } catch (e) {
     s.reporter.file({ file: label, kind: "object", verdict: "error", detail: `error: ${errorText(e)}`, findings: [], error: errorText(e) });
     return;
@@ -118,7 +156,8 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
     s.reporter.file({ file: label, kind: "object", verdict: "unscanned", detail: describeVerdict(v), findings: findingsJson([{ verdict: v, partId: "" }]) }, input.size);
     return;
   }
-  const ctx = { engine: s.engine, limits: s.limits };
+  // A spooled input's budget is at least its size, as in the proxy: every part of it is read.
+  const ctx = { engine: s.engine, limits: input.spool ? spooledLimits(s.limits, input.size) : s.limits };
   let report: FileReport;
   try {
     // A file named .eml is opened as a message by every mail client, whatever its header holds.
@@ -126,9 +165,10 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
       const { result, tree } = await scanMessage(input.data, ctx);
       report = { ...fileReport(label, "message", result), messageId: messageId(tree) };
       if (s.cleanTo) {
-        const outcome = applyPolicy(input.data, tree, result, s.policy);
+        // The copy as pieces (views of the input and new bytes): a spooled input is never joined in memory.
+        const outcome: RewriteDraft = applyPolicyChunks(input.data, tree, result, s.policy);
         const name = uniqueName(used, file === "-" ? "stdin.eml" : basename(file).replace(/(\.eml)?$/i, ".eml"));
-        await writeAtomic(join(s.cleanTo, name), outcome.disposition === "tempfail" ? input.data : outcome.bytes, file);
+        await writeAtomic(join(s.cleanTo, name), outcome.disposition === "tempfail" || outcome.chunks === null ? input.data : outcome.chunks, file);
         report.written = `${writtenLabel(outcome)}: ${join(s.cleanTo, name)}`;
       }
     } else {
@@ -146,16 +186,26 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
   } catch (e) {
     report = { file: label, kind: "object", verdict: "error", detail: `error: ${errorText(e)}`, findings: [], error: errorText(e) };
   }
+  input.spool?.remove();
   s.reporter.file(report, input.size);
 }
 
-export async function writeAtomic(path: string, data: Uint8Array, input?: string): Promise<void> {
+/** Writes data (or its chunks, in order) beside path, then renames it into place. */
+export async function writeAtomic(path: string, data: Uint8Array | readonly Uint8Array[], input?: string): Promise<void> {
   if (input && input !== "-") {
     const [a, b] = await Promise.all([stat(path).catch(() => null), stat(input).catch(() => null)]);
     if (a && b && a.ino === b.ino && a.dev === b.dev) throw new Error(`${path} is the input itself; not overwritten`);
   }
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, data);
+  if (data instanceof Uint8Array) await writeFile(tmp, data);
+  else {
+    const fh = await open(tmp, "w");
+    try {
+      for (const c of data) for (let at = 0; at < c.length;) at += (await fh.write(c, at, c.length - at)).bytesWritten;
+    } finally {
+      await fh.close();
+    }
+  }
   await rename(tmp, path);
 }
 

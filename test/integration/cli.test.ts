@@ -1,7 +1,7 @@
 // The CLI end to end, as a user runs it: exit codes, report lines, --json, stdin, --clean-to (input
 // unchanged), --quiet, --unscanned, --sigs, the config subcommands, and usage mistakes.
 import { beforeAll, afterAll, describe, expect, test } from "bun:test";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MboxSplitter } from "../../core/mbox/reader.ts";
 import { makeZip } from "../helpers/archives.ts";
@@ -137,6 +137,37 @@ describe("scan-file", () => {
     const fail = await run(["scan-file", "--unscanned=fail", "-q", p("clean.eml")], { env });
     expect(fail.code).toBe(1);
     expect(fail.stdout).toContain("unscanned (too-large)");
+  });
+
+  test("a message padded past maxMessageSize is scanned through the spool (file, stdin and FIFO); --clean-to keeps the padding", async () => {
+    const pad = "padding line of an innocent looking text part\n".repeat(30_000);
+    const eml = infectedEml("pad").replace("--b1\n", `--b1\nContent-Type: text/plain\n\n${pad}--b1\n`);
+    expect(eml.length).toBeGreaterThan(1_000_000);
+    await writeFile(p("padded.eml"), eml);
+    // maxScanSize under the message's size too: only a spooled scan (budget = its size) reads it whole.
+    const env = { MAILSENTRY_LIMITS_MAXMESSAGESIZE: "100000", MAILSENTRY_LIMITS_MAXSCANSIZE: "500000" };
+    const before = await sha(p("padded.eml"));
+    const out = p("padded-out");
+    const file = await run(["scan-file", "--clean-to", out, p("padded.eml")], { env });
+    expect([file.code, file.stdout]).toEqual([1, expect.stringContaining("infected: Eicar-Test-Signature")]);
+    expect(await sha(p("padded.eml"))).toBe(before);
+    const cleaned = await readFile(join(out, "padded.eml"), "utf8");
+    expect(cleaned).toContain(pad);
+    expect(cleaned).not.toContain(Buffer.from(EICAR_TEXT).toString("base64"));
+    const stdin = await run(["scan-file", "-"], { env, stdin: eml });
+    expect([stdin.code, stdin.stdout]).toEqual([1, expect.stringContaining("infected: Eicar-Test-Signature")]);
+    const fifo = p("padded.fifo");
+    await Bun.spawn(["mkfifo", fifo]).exited;
+    const writer = Bun.spawn(["sh", "-c", `cat "${p("padded.eml")}" > "${fifo}"`]);
+    const viaFifo = await run(["scan-file", fifo], { env });
+    await writer.exited;
+    expect([viaFifo.code, viaFifo.stdout]).toEqual([1, expect.stringContaining("infected: Eicar-Test-Signature")]);
+    // Past maxSpooledMessageSize it is too large, and reading stops there.
+    const capped = await run(["scan-file", "-"], { env: { ...env, MAILSENTRY_LIMITS_MAXSPOOLEDMESSAGESIZE: "500000" }, stdin: eml });
+    expect([capped.code, capped.stdout]).toEqual([0, expect.stringContaining("unscanned (too-large)")]);
+    const spool = join(box.env.XDG_STATE_HOME!, "mailsentry", "spool");
+    const left = await readdir(spool).then(async (ds) => (await Promise.all(ds.map((x) => readdir(join(spool, x))))).flat(), () => []);
+    expect(left).toEqual([]);
   });
 
   test("--sigs loads ClamAV hash signatures from a directory", async () => {
