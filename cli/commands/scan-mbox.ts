@@ -3,11 +3,15 @@
 import { defineCommand } from "citty";
 import { mkdir, open, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { fileChunks, MboxSplitter, type MboxMessage, type MboxQuoting } from "../../core/mbox/reader.ts";
+import { stateDir } from "../../core/config/paths.ts";
+import { spooledLimits } from "../../core/filter/scan-job.ts";
+import { Spool, spoolDir } from "../../core/filter/spool.ts";
+import { fileChunks, MboxSplitter, stripSeparator, unquote, type MboxMessage, type MboxQuoting, type MboxSpill } from "../../core/mbox/reader.ts";
 import { MboxWriter } from "../../core/mbox/writer.ts";
 import { messageId, parseMessage } from "../../core/mime/parse.ts";
 import type { MimePart } from "../../core/mime/types.ts";
-import { applyPolicy } from "../../core/rewrite/index.ts";
+import { applyPolicyChunks } from "../../core/rewrite/index.ts";
+import { concat } from "../../core/rewrite/splice.ts";
 import { scanMessage } from "../../core/scan/pipeline.ts";
 import { describeVerdict, worse, type Verdict } from "../../core/scan/verdict.ts";
 import { Progress } from "../progress.ts";
@@ -16,6 +20,35 @@ import { errorText, prepareScan, scanArgs, uniqueName, writtenLabel, type ScanSe
 
 async function* stdinChunks(): AsyncGenerator<Uint8Array> {
   for await (const c of Bun.stdin.stream()) yield c;
+}
+
+/**
+ * A message over maxMessageSize, written to a private spool file as the splitter finds it. A write
+ * that fails (no room) is remembered and reported for that message; the mbox goes on.
+ */
+class SpoolSpill implements MboxSpill {
+  spool: Spool | null = null;
+  error: unknown = null;
+
+  write(chunk: Uint8Array): void {
+    if (this.error) return;
+    try {
+      this.spool ??= Spool.create(spoolDir(stateDir()));
+      this.spool.write(chunk);
+    } catch (e) {
+      this.error = e;
+      this.discard();
+    }
+  }
+
+  dropTail(n: number): void {
+    if (!this.error) this.spool?.truncate(this.spool.size - n);
+  }
+
+  discard(): void {
+    this.spool?.remove();
+    this.spool = null;
+  }
 }
 
 /** Copies a byte range of the input verbatim (a message too large to keep in memory). */
@@ -57,7 +90,8 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
   const writer = dest ? await MboxWriter.create(dest) : null;
   const progress = new Progress(total);
   const kept: MessageReport[] = [];
-  const splitter = new MboxSplitter({ maxMessageSize: s.limits.maxScanSize, quoting });
+  // Past maxMessageSize a message is spooled and scanned from a map, as in the proxy.
+  const splitter = new MboxSplitter({ maxMessageSize: s.limits.maxMessageSize, quoting, spill: () => new SpoolSpill(), maxSpilledSize: s.limits.maxSpooledMessageSize });
   let worst: Verdict = { kind: "clean" };
   let bytes = 0;
   let count = 0;
@@ -69,7 +103,22 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
     let v: Verdict;
     // The scan's own tree names the Message-ID; a message that was not parsed gets its head parsed (bounded).
     let tree: MimePart | null = null;
-    if (m.bytes === null) {
+    const spill = m.spilled ? (m.spilled.to as SpoolSpill) : null;
+    // The map's view of the message as it stands in the file (From_ line, quoting), for a verbatim copy.
+    const spooled = spill?.spool ? spill.spool.map() : null;
+    let bytes = m.bytes;
+    if (spooled) {
+      const body = stripSeparator(spooled.subarray(m.spilled!.bodyStart));
+      // Unquoting copies only when the message has quoted From lines.
+      bytes = quoting === "none" ? body : unquote(body, quoting);
+    }
+    if (spill?.error) {
+      v = { kind: "error", reason: `could not be spooled for scanning: ${errorText(spill.error)}` };
+      if (writer) {
+        if (file === "-") rep.written = "not written (too large to keep from stdin)";
+        else { await copyRange(file, m.offset, m.size, writer); rep.written = "copied unchanged"; }
+      }
+    } else if (bytes === null) {
       v = { kind: "unscanned", reason: "too-large", path: "" };
       rep.findings = findingsJson([{ verdict: v, partId: "" }]);
       if (writer) {
@@ -77,22 +126,25 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
         else { await copyRange(file, m.offset, m.size, writer); rep.written = "copied unchanged"; }
       }
     } else {
+      const limits = spooled ? spooledLimits(s.limits, bytes.length) : s.limits;
       try {
-        const scanned = await scanMessage(m.bytes, { engine: s.engine, limits: s.limits });
+        const scanned = await scanMessage(bytes, { engine: s.engine, limits });
         const result = scanned.result;
         tree = scanned.tree;
         v = result.verdict;
         rep.findings = findingsJson(result.findings);
         if (writer) {
-          const outcome = applyPolicy(m.bytes, tree, result, s.policy);
-          await writer.add(m.fromLine, outcome.disposition === "tempfail" ? m.bytes : outcome.bytes, m.eol);
+          const outcome = applyPolicyChunks(bytes, tree, result, s.policy);
+          if (outcome.disposition === "tempfail" || outcome.chunks === null) await writeUnchanged(writer, m, bytes, spooled);
+          else await writeChanged(writer, m, outcome.chunks, spooled !== null);
           rep.written = writtenLabel(outcome);
         }
       } catch (e) {
         v = { kind: "error", reason: errorText(e) };
-        if (writer) { await writer.add(m.fromLine, m.bytes, m.eol); rep.written = "copied unchanged"; }
+        if (writer) { await writeUnchanged(writer, m, bytes, spooled); rep.written = "copied unchanged"; }
       }
     }
+    spill?.discard();
     rep.messageId = messageId(tree ?? parseMessage(m.head, { maxDepth: 0 }));
     rep.verdict = v.kind;
     rep.detail = describeVerdict(v);
@@ -169,4 +221,26 @@ export default defineCommand({
 async function sameFile(a: string, b: string): Promise<boolean> {
   const [x, y] = await Promise.all([stat(a).catch(() => null), stat(b).catch(() => null)]);
   return Boolean(x && y && x.ino === y.ino && x.dev === y.dev);
+}
+
+/** An unchanged message: a spooled one verbatim from its map (its quoting kept), else re-quoted. */
+async function writeUnchanged(w: MboxWriter, m: MboxMessage, bytes: Uint8Array, spooled: Uint8Array | null): Promise<void> {
+  if (!spooled) return w.add(m.fromLine, bytes, m.eol);
+  await w.raw(spooled);
+  if (spooled[spooled.length - 1] !== 0x0a) await w.raw(Buffer.from("\n\n"));
+}
+
+/**
+ * A changed copy. For a spooled message it goes through a spool file of its own (its untouched
+ * ranges are views of the map; joining them would put the whole message on the heap).
+ */
+async function writeChanged(w: MboxWriter, m: MboxMessage, chunks: Uint8Array[], big: boolean): Promise<void> {
+  if (!big) return w.add(m.fromLine, concat(chunks), m.eol);
+  const copy = Spool.create(spoolDir(stateDir()));
+  try {
+    for (const c of chunks) copy.write(c);
+    await w.add(m.fromLine, copy.map(), m.eol);
+  } finally {
+    copy.remove();
+  }
 }

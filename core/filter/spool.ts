@@ -4,7 +4,7 @@
 // page cache, not heap. Files live in a 0700 directory, each 0600 and created exclusively; one is
 // removed once its message is done. Each process has a directory of its own, so what a process
 // that died mid-message left behind is told apart and removed when the proxy starts.
-import { closeSync, fstatSync, mkdirSync, chmodSync, openSync, readdirSync, readSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 
@@ -82,6 +82,12 @@ export class Spool {
     let at = 0;
     while (at < chunk.length) at += writeSync(this.fd!, chunk, at, chunk.length - at, this.size + at);
     this.size += chunk.length;
+  }
+
+  /** Cuts the file to size bytes (before it is mapped: a map of a shrunk file faults). */
+  truncate(size: number): void {
+    ftruncateSync(this.fd!, size);
+    this.size = size;
   }
 
   /** Fills into from offset at; returns the bytes read (less only at the end of the file). */

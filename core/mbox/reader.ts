@@ -1,6 +1,7 @@
 // Streaming mbox splitter: bytes in any chunking → messages with their number, From_ line and byte
 // offset. A message that fits in one chunk is a zero-copy view; only messages spanning chunks are
-// joined, and one bigger than the cap is counted but not kept (reported too-large, memory bounded).
+// joined. One bigger than the cap goes to a spill (a file the caller provides) when there is one and
+// it fits there, else it is counted but not kept (reported too-large); memory stays bounded.
 
 /** mboxrd: strip one '>' from lines matching ^>+From  (reversible). mboxo: only ^>From . none: keep bytes. */
 export type MboxQuoting = "mboxrd" | "mboxo" | "none";
@@ -22,12 +23,30 @@ export interface MboxMessage {
   head: Uint8Array;
   /** Line ending the message uses ("\r\n" or "\n"), judged from its From_ line. */
   eol: "\n" | "\r\n";
+  /**
+   * Over the cap but spilled: its bytes as in the file (From_ line and quoting included) went to
+   * this spill; the message proper starts bodyStart bytes in (bytes is null, tooLarge false).
+   */
+  spilled: { to: MboxSpill; bodyStart: number } | null;
+}
+
+/** Where a message too big to keep in memory goes, as it arrives. */
+export interface MboxSpill {
+  write(chunk: Uint8Array): void;
+  /** Takes back the last n bytes written (the start of the next From_ line, recognised late). */
+  dropTail(n: number): void;
+  /** The message went past maxSpilledSize too: what was written is not wanted. */
+  discard(): void;
 }
 
 export interface MboxReaderOptions {
   /** Largest message kept for scanning (file bytes); bigger ones are reported tooLarge. Infinity: no cap. */
   maxMessageSize?: number;
   quoting?: MboxQuoting;
+  /** Opens a spill for a message over maxMessageSize; absent: such messages are not kept. */
+  spill?: () => MboxSpill;
+  /** Largest message spilled (file bytes); bigger ones are reported tooLarge. */
+  maxSpilledSize?: number;
 }
 
 export const HEAD_BYTES = 64 * 1024;
@@ -51,10 +70,16 @@ export class MboxSplitter {
   private head: Uint8Array | null = null;
   private hasFromLine = false;
   private started = false;
+  private readonly openSpill: (() => MboxSpill) | null;
+  private readonly spillCap: number;
+  /** The current message's spill, once it went over the cap. */
+  private sink: MboxSpill | null = null;
 
   constructor(opts: MboxReaderOptions = {}) {
     this.cap = opts.maxMessageSize ?? Infinity;
     this.quoting = opts.quoting ?? "mboxrd";
+    this.openSpill = opts.spill ?? null;
+    this.spillCap = opts.maxSpilledSize ?? Infinity;
   }
 
   /** Feeds the next chunk (kept by reference: do not reuse its memory); returns messages completed by it. */
@@ -109,6 +134,14 @@ export class MboxSplitter {
       this.hasFromLine = false;
     }
     this.size += b - a;
+    if (this.sink) {
+      if (this.size <= this.spillCap) this.sink.write(buf.subarray(a, b));
+      else {
+        this.sink.discard();
+        this.sink = null;
+      }
+      return;
+    }
     if (this.parts === null) return;
     this.parts.push(buf.subarray(a, b));
     if (this.size > this.cap) this.overflow();
@@ -125,6 +158,10 @@ export class MboxSplitter {
     }
     // An own copy (concat always copies), so the chunks behind the dropped pieces can be freed.
     this.head = Buffer.concat(first).subarray(0, HEAD_BYTES + 1024);
+    if (this.openSpill && this.size <= this.spillCap) {
+      this.sink = this.openSpill();
+      for (const p of this.parts!) this.sink.write(p);
+    }
     this.parts = null;
   }
 
@@ -140,6 +177,7 @@ export class MboxSplitter {
     this.size = 0;
     this.parts = [];
     this.head = null;
+    this.sink = null;
     if (carried) {
       this.size = carried;
       this.parts.push(FROM.subarray(0, carried));
@@ -148,6 +186,7 @@ export class MboxSplitter {
 
   private dropTail(n: number): void {
     this.size -= n;
+    if (this.sink) { this.sink.dropTail(n); return; }
     if (this.parts === null) return;
     const parts = this.parts;
     while (n > 0 && parts.length) {
@@ -158,7 +197,8 @@ export class MboxSplitter {
   }
 
   private finish(): MboxMessage {
-    const tooLarge = this.parts === null;
+    const sink = this.sink;
+    const tooLarge = this.parts === null && sink === null;
     const parts = this.parts;
     const whole = parts === null ? this.head! : parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     let bodyStart = 0;
@@ -177,7 +217,7 @@ export class MboxSplitter {
     }
     let body = whole.subarray(bodyStart);
     let bytes: Uint8Array | null = null;
-    if (!tooLarge) {
+    if (this.parts !== null) {
       body = stripSeparator(body);
       bytes = this.quoting === "none" ? body : unquote(body, this.quoting);
     }
@@ -190,10 +230,12 @@ export class MboxSplitter {
       tooLarge,
       head: (bytes ?? body).subarray(0, HEAD_BYTES),
       eol,
+      spilled: sink ? { to: sink, bodyStart } : null,
     };
     this.parts = [];
     this.size = 0;
     this.head = null;
+    this.sink = null;
     this.started = false;
     return msg;
   }
@@ -210,7 +252,7 @@ function trailingMatch(buf: Uint8Array): number {
 }
 
 /** The blank line mbox puts between messages is not part of the message. */
-function stripSeparator(b: Uint8Array): Uint8Array {
+export function stripSeparator(b: Uint8Array): Uint8Array {
   const n = b.length;
   if (n >= 4 && b[n - 1] === LF && b[n - 2] === CR && b[n - 3] === LF && b[n - 4] === CR) return b.subarray(0, n - 2);
   if (n >= 2 && b[n - 1] === LF && b[n - 2] === LF) return b.subarray(0, n - 1);

@@ -238,6 +238,39 @@ describe("scan-mbox", () => {
     }
   });
 
+  test("messages padded past maxMessageSize are spooled and scanned (file and stdin); --clean-to keeps them whole", async () => {
+    // Text lines starting "From " inside the big messages: quoted in the mbox, unquoted to be scanned.
+    const pad = "From the archive: an innocent padding line\n".repeat(30_000);
+    const bigInfected = infectedEml("bigbad").replace("--b1\n", `--b1\nContent-Type: text/plain\n\n${pad}--b1\n`);
+    const bigClean = cleanEml("bigclean") + pad;
+    await writeFile(p("padded.mbox"), mbox([cleanEml("s1"), bigInfected, bigClean, infectedEml("s2")]));
+    const env = { MAILSENTRY_LIMITS_MAXMESSAGESIZE: "100000", MAILSENTRY_LIMITS_MAXSCANSIZE: "500000" };
+    const before = await sha(p("padded.mbox"));
+    const verdicts = (r: { stdout: string }) => JSON.parse(r.stdout).files[0].messages.map((m: { messageId: string; verdict: string }) => [m.messageId, m.verdict]);
+    const expected = [["<s1@example.org>", "clean"], ["<bigbad@example.org>", "infected"], ["<bigclean@example.org>", "clean"], ["<s2@example.org>", "infected"]];
+    const out = p("padded-clean.mbox");
+    const r = await run(["scan-mbox", "--json", "--clean-to", out, p("padded.mbox")], { env });
+    expect(r.code).toBe(1);
+    expect(verdicts(r)).toEqual(expected);
+    expect(await sha(p("padded.mbox"))).toBe(before);
+    const reread = new MboxSplitter();
+    const all = [...reread.push(await readFile(out)), ...reread.end()];
+    expect(all.length).toBe(4);
+    const text = (i: number) => Buffer.from(all[i]!.bytes!).toString("latin1");
+    expect(text(1)).toContain(pad); // unquoted again on reading: the From lines came through whole
+    expect(text(1)).not.toContain(Buffer.from(EICAR_TEXT).toString("base64"));
+    expect(text(2)).toBe(bigClean);
+    expect((await run(["scan-mbox", out], { env })).code).toBe(0);
+    const stdin = await run(["scan-mbox", "--json", "-"], { env, stdin: await readFile(p("padded.mbox")) });
+    expect(verdicts(stdin)).toEqual(expected);
+    // Past maxSpooledMessageSize: too large, and still named.
+    const capped = await run(["scan-mbox", "--json", p("padded.mbox")], { env: { ...env, MAILSENTRY_LIMITS_MAXSPOOLEDMESSAGESIZE: "1000000" } });
+    expect(verdicts(capped).map((x: string[]) => x[1])).toEqual(["clean", "unscanned", "unscanned", "infected"]);
+    const spool = join(box.env.XDG_STATE_HOME!, "mailsentry", "spool");
+    const left = await readdir(spool).then(async (ds) => (await Promise.all(ds.map((x) => readdir(join(spool, x))))).flat(), () => []);
+    expect(left).toEqual([]);
+  });
+
   test("--clean-to with several inputs writes PATH/<name> for each", async () => {
     const out = p("many");
     const r = await run(["scan-mbox", "-q", "--clean-to", out, p("box.mbox"), p("clean.mbox")]);

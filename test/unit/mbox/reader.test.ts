@@ -115,6 +115,36 @@ describe("mbox reader", () => {
     }
   });
 
+  test("a message over the cap goes to the spill exactly as it stands in the file, in any chunking (byte by byte too)", () => {
+    const bigBody = `${"x".repeat(3000)}\n>From quoted line\n${"y".repeat(3000)}\n`;
+    const text = `From a\nMessage-ID: <big@x>\n\n${bigBody}\nFrom b\nSubject: small\n\nok\n\nFrom c\nMessage-ID: <huge@x>\n\n${"z".repeat(9000)}\n`;
+    const data = enc(text);
+    for (const cuts of [[], randomCuts(data.length, 3), randomCuts(data.length, 11), Array.from({ length: data.length - 1 }, (_, i) => i + 1)]) {
+      const spills: { bytes: number[]; discarded: boolean }[] = [];
+      const spill = () => {
+        const s = { bytes: [] as number[], discarded: false };
+        spills.push(s);
+        return {
+          write: (c: Uint8Array) => { for (const b of c) s.bytes.push(b); },
+          dropTail: (n: number) => { s.bytes.length -= n; },
+          discard: () => { s.discarded = true; },
+        };
+      };
+      const ms = split(data, cuts, { maxMessageSize: 1000, spill, maxSpilledSize: 8000 });
+      expect(ms.map((m) => [m.index, m.tooLarge, m.bytes === null, m.spilled !== null])).toEqual([[1, false, true, true], [2, false, false, false], [3, true, true, false]]);
+      const first = ms[0]!;
+      const written = Buffer.from(spills[0]!.bytes).toString("latin1");
+      expect(written).toBe(text.slice(0, text.indexOf("From b")));
+      expect(written.slice(first.spilled!.bodyStart)).toBe(`Message-ID: <big@x>\n\n${bigBody}\n`);
+      expect(first.fromLine).toBe("From a");
+      expect(messageId(parseMessage(first.head))).toBe("<big@x>");
+      // The third went past maxSpilledSize: its spill was given up (or never opened, when one chunk held it).
+      expect(spills.length).toBeLessThanOrEqual(2);
+      expect(spills.slice(1).every((s) => s.discarded)).toBe(true);
+      expect(messageId(parseMessage(ms[2]!.head))).toBe("<huge@x>");
+    }
+  });
+
   test("empty input gives no messages; readMbox works on a stream", async () => {
     expect(split(new Uint8Array(0), [])).toEqual([]);
     const { data, expected } = buildMbox("\n");
