@@ -27,6 +27,8 @@ export interface FindingJson {
   reason?: string;
   path?: string;
   partId: string;
+  /** Which engine said it (absent: the pipeline's own limits). */
+  engine?: string;
 }
 
 export interface MessageReport {
@@ -74,8 +76,9 @@ export interface ReportOptions {
 }
 
 export function findingsJson(findings: Finding[]): FindingJson[] {
-  return findings.map(({ verdict: v, partId }) => {
+  return findings.map(({ verdict: v, partId, engine }) => {
     const f: FindingJson = { kind: v.kind, partId };
+    if (engine) f.engine = engine;
     if (v.kind === "infected") { f.name = v.name; f.path = v.path; }
     else if (v.kind === "unscanned") { f.reason = v.reason; f.path = v.path; }
     else f.reason = v.reason;

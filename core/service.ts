@@ -28,6 +28,7 @@ import { QuarantineStore } from "./quarantine/store.ts";
 import { policyFromConfig } from "./rewrite/index.ts";
 import type { Engine } from "./scan/engine.ts";
 import { formatLoadReport } from "./scan/signatures/load.ts";
+import { chainFromConfig, describeChain, type Chain } from "./scan/chain.ts";
 import { ensureLeaf } from "./tls/ca.ts";
 
 /** The generation's filter; source names the message in the quarantine. */
@@ -295,15 +296,28 @@ export class Service {
       scanner = pool.scan;
       identity = pool.identity;
     }
+    const chain = chainFromConfig(config);
+    if (chain.engines.length > 0) {
+      await Promise.all(chain.engines.map((e) => e.check().then((checks) => {
+        for (const c of checks) {
+          if (c.ok) log.info("engine ready", { engine: c.engine, address: c.address, version: c.version, database: c.database, latencyMs: Math.round(c.latencyMs * 10) / 10 });
+          else log.warn("engine not answering (messages wait for it or fail over)", { engine: c.engine, address: c.address, error: c.error });
+        }
+      })));
+      // clamd's database changes under it without a reload: a clean verdict cannot be remembered
+      // under an identity that would still hold after that, so the IMAP index of clean mail is off.
+      identity = undefined;
+    }
+    log.info("engines", { chain: describeChain(chain), mode: chain.mode });
     try {
-      return await this.buildWith(config, trust, scanner, identity, pool);
+      return await this.buildWith(config, trust, scanner, identity, pool, chain);
     } catch (e) {
       pool?.close();
       throw e;
     }
   }
 
-  private async buildWith(config: Config, trust: Trust, scanner: MessageScanner, identity: string | undefined, pool: ScanPool | null): Promise<Generation> {
+  private async buildWith(config: Config, trust: Trust, scanner: MessageScanner, identity: string | undefined, pool: ScanPool | null, chain: Chain): Promise<Generation> {
     const { log } = this.opts;
     const leaf = await ensureLeaf(this.opts.stateDir, config.tlsNames);
     const quarantine = new QuarantineStore(config.quarantineDir ?? join(this.opts.stateDir, "quarantine"));
@@ -316,7 +330,7 @@ export class Service {
         return null;
       })
       : null;
-    const filterCtx = { scanner, limits: config.limits, quarantine };
+    const filterCtx = { scanner, limits: config.limits, quarantine, chain };
     return {
       config,
       pool,

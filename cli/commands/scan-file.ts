@@ -11,7 +11,8 @@ import type { Limits } from "../../core/limits.ts";
 import { messageId } from "../../core/mime/parse.ts";
 import { applyPolicyChunks, policyFromConfig, type ActionPolicy, type RewriteDraft, type RewriteOutcome } from "../../core/rewrite/index.ts";
 import type { Engine } from "../../core/scan/engine.ts";
-import { looksLikeMessage, scanMessage, scanObject } from "../../core/scan/pipeline.ts";
+import { chainFromConfig, describeChain, mergeFindings, scanMessageWithChain, scanWithEngines, type Chain } from "../../core/scan/chain.ts";
+import { looksLikeMessage, NO_ENGINE, scanObject } from "../../core/scan/pipeline.ts";
 import { describeVerdict, type ScanResult } from "../../core/scan/verdict.ts";
 import { findingsJson, PRODUCT, Reporter, UsageError, type FileReport } from "../report.ts";
 
@@ -26,11 +27,26 @@ export const scanArgs = {
   "clean-to": { type: "string", description: "Write cleaned copies there (the input is never modified)", valueHint: "path" },
   unscanned: { type: "string", description: "ok: report unscanned items, exit 0; fail: they make the exit code 1", default: "ok", valueHint: "ok|fail" },
   config: { type: "string", description: "Config file (default $XDG_CONFIG_HOME/mailsentry/config.json)", valueHint: "file" },
+  clamd: { type: "string", description: "Add clamd to the engines: unix:/path or tcp:host:port (comma-separated for several)", valueHint: "addr" },
 } as const;
+
+/** --clamd ADDR[,ADDR…]: one more engine after the configured ones. */
+export function withClamdFlag(config: Config, flag: string | undefined): void {
+  if (flag === undefined) return;
+  const addresses = flag.split(",").map((a) => a.trim()).filter(Boolean);
+  if (addresses.length === 0) throw new UsageError("--clamd needs an address (unix:/path or tcp:host:port)");
+  try {
+    config.engines = [...config.engines, { clamd: addresses }];
+    chainFromConfig(config); // the addresses are checked here
+  } catch (e) {
+    throw new UsageError(`--clamd: ${(e as Error).message}`);
+  }
+}
 
 export interface ScanSetup {
   config: Config;
   engine: Engine;
+  chain: Chain;
   limits: Limits;
   policy: ActionPolicy;
   reporter: Reporter;
@@ -38,7 +54,7 @@ export interface ScanSetup {
   quiet: boolean;
 }
 
-type ScanFlags = { json?: boolean; quiet?: boolean; sigs?: string; action?: string; "clean-to"?: string; unscanned?: string; config?: string };
+type ScanFlags = { json?: boolean; quiet?: boolean; sigs?: string; action?: string; "clean-to"?: string; unscanned?: string; config?: string; clamd?: string };
 
 /** Validates flags, loads config and signatures; everything both scan commands need. */
 export async function prepareScan(args: ScanFlags, inputs: string[]): Promise<ScanSetup> {
@@ -51,13 +67,22 @@ export async function prepareScan(args: ScanFlags, inputs: string[]): Promise<Sc
   for (const w of loaded.warnings) process.stderr.write(`mailsentry: ${w}\n`);
   const config = loaded.config;
   if (args.action) config.action = args.action as Config["action"];
+  withClamdFlag(config, args.clamd);
+  const chain = chainFromConfig(config);
+  for (const e of chain.engines) {
+    for (const c of await e.check()) {
+      if (!quiet) process.stderr.write(c.ok ? `engine ${c.engine} at ${c.address}: ${c.version}${c.database ? `, database ${c.database}` : ""}\n` : `mailsentry: engine ${c.engine} at ${c.address} is not answering: ${c.error}\n`);
+    }
+  }
   const sigDir = args.sigs ?? config.signatures;
   const { BuiltinEngine } = await import("../../core/scan/engines/builtin.ts");
   const { formatLoadReport } = await import("../../core/scan/signatures/load.ts");
-  const { engine, report } = await BuiltinEngine.load(sigDir);
+  // Without "builtin" in the chain the pipeline still decodes (for the other engines' sake and its limits).
+  const { engine, report } = chain.builtin ? await BuiltinEngine.load(sigDir) : { engine: NO_ENGINE, report: { files: [], unsupported: [], total: 0 } };
   if (!quiet) for (const line of formatLoadReport(report)) process.stderr.write(`${line}\n`);
   const reporter = new Reporter({ json: Boolean(args.json), quiet, unscannedFails: args.unscanned === "fail" });
-  return { config, engine, limits: config.limits, policy: policyFromConfig(config, PRODUCT, { originalKept: "source" }), reporter, cleanTo: args["clean-to"] ?? null, quiet };
+  const product = `${PRODUCT} (${describeChain(chain)})`;
+  return { config, engine, chain, limits: config.limits, policy: policyFromConfig(config, product, { originalKept: "source" }), reporter, cleanTo: args["clean-to"] ?? null, quiet };
 }
 
 /** "a.eml", "a-2.eml", … so several inputs with one name do not overwrite each other. */
@@ -162,7 +187,7 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
   try {
     // A file named .eml is opened as a message by every mail client, whatever its header holds.
     if (/\.eml$/i.test(file) || looksLikeMessage(input.data)) {
-      const { result, tree } = await scanMessage(input.data, ctx);
+      const { result, tree } = await scanMessageWithChain(input.data, ctx, s.chain);
       report = { ...fileReport(label, "message", result), messageId: messageId(tree) };
       if (s.cleanTo) {
         // The copy as pieces (views of the input and new bytes): a spooled input is never joined in memory.
@@ -172,7 +197,9 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
         report.written = `${writtenLabel(outcome)}: ${join(s.cleanTo, name)}`;
       }
     } else {
-      const result = await scanObject(input.data, file === "-" ? "stdin" : basename(file), ctx);
+      // clamd opens archives and files the built-in pipeline does not: it gets the object as it is.
+      const [own, extra] = await Promise.all([scanObject(input.data, file === "-" ? "stdin" : basename(file), ctx), scanWithEngines(s.chain, input.data)]);
+      const result = mergeFindings(own, extra);
       report = fileReport(label, "object", result);
       if (s.cleanTo) {
         // An archive or raw file cannot be cleaned part by part: clean ones are copied, others are not written.

@@ -12,7 +12,7 @@ import { messageId, parseMessage } from "../../core/mime/parse.ts";
 import type { MimePart } from "../../core/mime/types.ts";
 import { applyPolicyChunks } from "../../core/rewrite/index.ts";
 import { concat } from "../../core/rewrite/splice.ts";
-import { scanMessage } from "../../core/scan/pipeline.ts";
+import { scanMessageWithChain } from "../../core/scan/chain.ts";
 import { describeVerdict, worse, type Verdict } from "../../core/scan/verdict.ts";
 import { Progress } from "../progress.ts";
 import { findingsJson, UsageError, type MessageReport } from "../report.ts";
@@ -128,7 +128,7 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
     } else {
       const limits = spooled ? spooledLimits(s.limits, bytes.length) : s.limits;
       try {
-        const scanned = await scanMessage(bytes, { engine: s.engine, limits });
+        const scanned = await scanMessageWithChain(bytes, { engine: s.engine, limits }, s.chain);
         const result = scanned.result;
         tree = scanned.tree;
         v = result.verdict;

@@ -7,6 +7,7 @@ import { AlreadyRunning, Control } from "../../core/control.ts";
 import { createLogger, type LogFormat, type LogLevelName } from "../../core/log.ts";
 import { Service } from "../../core/service.ts";
 import { UsageError } from "../report.ts";
+import { withClamdFlag } from "./scan-file.ts";
 
 export default defineCommand({
   meta: { name: "serve", description: "Run the POP3/POP3S proxy in the foreground (SIGTERM drains, SIGHUP reloads)" },
@@ -15,13 +16,19 @@ export default defineCommand({
     "log-format": { type: "string", description: "text or json (one object per line); default: config logFormat", valueHint: "text|json" },
     "log-level": { type: "string", description: "error, warn, info or debug; default: config logLevel", valueHint: "level" },
     sigs: { type: "string", description: "Signature directory (overrides the config's `signatures`)", valueHint: "dir" },
+    clamd: { type: "string", description: "Add clamd to the engines: unix:/path or tcp:host:port (comma-separated for several)", valueHint: "addr" },
   },
   async run({ args }) {
     const format = args["log-format"];
     if (format !== undefined && format !== "text" && format !== "json") throw new UsageError(`--log-format must be text or json (got ${JSON.stringify(format)})`);
     const level = args["log-level"];
     if (level !== undefined && !["error", "warn", "info", "debug"].includes(level)) throw new UsageError(`--log-level must be error, warn, info or debug (got ${JSON.stringify(level)})`);
-    const load = () => loadConfig({ file: args.config });
+    // --clamd holds across reloads: it is added to every configuration read.
+    const load = async () => {
+      const l = await loadConfig({ file: args.config });
+      withClamdFlag(l.config, args.clamd);
+      return l;
+    };
     const first = await load();
     const log = createLogger({
       format: (format as LogFormat | undefined) ?? first.config.logFormat,

@@ -2,6 +2,7 @@
 // Every error names the source and the dotted key; unknown keys are errors; partial input merges over defaults.
 import { isIP } from "node:net";
 import { LimitError, resolveLimits, UNSCANNED_REASONS, type UnscannedReason } from "../limits.ts";
+import { parseClamdAddress } from "./engine-address.ts";
 import { DEFAULT_CONFIG, type Config, type ListenerAddress, type ListenerConfig, type Protocol, type UnscannedAction, type UnscannedPolicy } from "./types.ts";
 
 export class ConfigError extends Error {
@@ -129,9 +130,53 @@ function unscannedPolicy(v: unknown, key: string, base: UnscannedPolicy): Unscan
   return out;
 }
 
+const positiveInt = (v: unknown, key: string): number => {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new Problem(key, `expected a whole number of at least 1, got ${show(v)}`);
+  return v;
+};
+
+/** "builtin", {"clamd": [addresses…]} or {"icap": [URLs…]}, with optional timeout (ms) and connections. */
+const engine: Check = (v, key) => {
+  if (v === "builtin") return v;
+  if (!isObject(v)) throw new Problem(key, `expected "builtin", {"clamd": [...]} or {"icap": [...]}, got ${show(v)}`);
+  const kind = "clamd" in v ? "clamd" : "icap" in v ? "icap" : null;
+  if (!kind) throw new Problem(key, `expected a "clamd" or "icap" list of addresses, got ${show(v)}`);
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (k === kind) {
+      const list = arrayOf(nonEmpty(str))(x, `${key}.${k}`) as string[];
+      if (list.length === 0) throw new Problem(`${key}.${k}`, "needs at least one address");
+      list.forEach((a, i) => checkEngineAddress(kind, a, `${key}.${k}[${i}]`));
+      out[k] = list;
+    } else if (k === "timeout" || k === "connections") out[k] = positiveInt(x, `${key}.${k}`);
+    else throw new Problem(`${key}.${k}`, "unknown key");
+  }
+  return out;
+};
+
+function checkEngineAddress(kind: "clamd" | "icap", a: string, key: string): void {
+  if (kind === "clamd") {
+    try {
+      parseClamdAddress(a);
+    } catch (e) {
+      throw new Problem(key, (e as Error).message);
+    }
+  } else if (!/^icaps?:\/\/[^/\s]+(\/\S*)?$/i.test(a)) {
+    throw new Problem(key, `expected an ICAP URL such as icap://127.0.0.1:1344/avscan, got ${show(a)}`);
+  }
+}
+
+const engines: Check = (v, key) => {
+  const list = arrayOf(engine)(v, key) as unknown[];
+  if (list.length === 0) throw new Problem(key, "needs at least one engine");
+  return list;
+};
+
 /** One checker per top-level key (limits, listeners and onUnscanned merge field by field instead). */
 const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners" | "onUnscanned">, Check> = {
   signatures: nullableStr,
+  engines,
+  engineMode: oneOf("all", "first-detection"),
   action: oneOf("ignore", "clean", "delete", "rename", "quarantine", "auto-clean"),
   onError: oneOf("tempfail", "deliver", "delete"),
   tagClean: bool,

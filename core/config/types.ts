@@ -29,9 +29,19 @@ export interface ListenerConfig {
   addresses: (string | ListenerAddress)[];
 }
 
+/** One engine of the chain: the built-in one, a clamd (its addresses) or an ICAP service. */
+export type EngineConfig =
+  | "builtin"
+  | { clamd: string[]; timeout?: number; connections?: number }
+  | { icap: string[]; timeout?: number; connections?: number };
+
 export interface Config {
   /** Directory of ClamAV signature files (.hdb .hsb .ndb .cvd .cld); null: EICAR only. */
   signatures: string | null;
+  /** The engines every message goes through, in order; the worst verdict wins. */
+  engines: EngineConfig[];
+  /** all: every engine scans every message; first-detection: the first detection ends the scan. */
+  engineMode: "all" | "first-detection";
   action: Action;
   onUnscanned: UnscannedPolicy;
   onError: ErrorAction;
@@ -69,6 +79,8 @@ export interface Config {
 
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   signatures: null,
+  engines: ["builtin"],
+  engineMode: "all",
   action: "auto-clean",
   // What a user cannot help (an encrypted archive, a big video, a slow scan) is delivered, tagged;
   // depth, count, ratio and corruption are what evasions look like, so those are held back.

@@ -5,7 +5,9 @@ import type { Limits } from "../limits.ts";
 import type { QuarantineStore } from "../quarantine/store.ts";
 import type { ActionPolicy } from "../rewrite/index.ts";
 import { describeVerdict, type Verdict } from "../scan/verdict.ts";
-import type { MessageBytes, MessageScanner } from "./scan-job.ts";
+import { describeChain, mergeFindings, scanWithEngines, type Chain } from "../scan/chain.ts";
+import type { MessageBytes, MessageScanner, ScanJob, Scanned } from "./scan-job.ts";
+import { Spool } from "./spool.ts";
 
 export interface FilterInfo {
   /** Message number (or UID) as the client named it. */
@@ -39,6 +41,8 @@ export interface FilterContext {
   limits: Limits;
   policy: ActionPolicy;
   quarantine: QuarantineStore;
+  /** The engine chain; absent: the built-in engine alone. */
+  chain?: Chain;
 }
 
 /**
@@ -49,15 +53,19 @@ export interface FilterContext {
  */
 export async function filterMessage<B extends MessageBytes>(ctx: FilterContext, raw: B, info: FilterInfo, source: string): Promise<FilterOutcome<B>> {
   const { log } = info;
+  const chain = ctx.chain;
+  // X-Virus-Scanned names every engine and its version as it is now (clamd's database changes).
+  const policy = chain ? { ...ctx.policy, product: `${ctx.policy.product} (${describeChain(chain)})` } : ctx.policy;
+  const job: ScanJob = { limits: ctx.limits, policy, partial: info.partial, builtin: chain?.builtin ?? true };
   let scanned;
   try {
-    scanned = await ctx.scanner(raw, { limits: ctx.limits, policy: ctx.policy, partial: info.partial });
+    scanned = await scanWithChain(ctx.scanner, raw, job, chain);
   } catch (e) {
     log.error("scanner failed", { number: info.msg, error: e });
     return { kind: "refuse", why: "tempfail", detected: false };
   }
   const v = scanned.result.verdict;
-  if (info.partial) return partialOutcome(raw, v, info, ctx.policy);
+  if (info.partial) return partialOutcome(raw, v, info, policy);
   const outcome = scanned.rewrite;
   if (!outcome) {
     log.error("applying the action failed", { number: info.msg, error: scanned.rewriteError });
@@ -82,6 +90,38 @@ export async function filterMessage<B extends MessageBytes>(ctx: FilterContext, 
     log.info("message not fully scanned", { number: info.msg, verdict: describeVerdict(v), action: outcome.applied, ...(quarantineId ? { quarantine: quarantineId } : {}) });
   }
   return { kind: "deliver", bytes: outcome.bytes, detected: v.kind === "infected", clean: v.kind === "clean" };
+}
+
+/**
+ * The scan worker's built-in scan and the message engines (clamd, ICAP) run at once on the same
+ * bytes. When the engines add nothing (the usual case) the worker's copy stands; when they add a
+ * finding, the worker applies the policy again to the merged result (no second scan). In
+ * first-detection mode a built-in detection does not wait for the engines.
+ */
+async function scanWithChain<B extends MessageBytes>(scanner: MessageScanner, raw: B, job: ScanJob, chain: Chain | undefined): Promise<Scanned<B>> {
+  if (!chain || chain.engines.length === 0) return scanner(raw, job);
+  let builtinFound = false;
+  const external = scanWithEngines(chain, raw, () => builtinFound);
+  const first = await scanner(raw, job);
+  builtinFound = first.result.verdict.kind === "infected";
+  if (chain.mode === "first-detection" && builtinFound) return first;
+  let extra = await external;
+  if (extra.length === 0) return first;
+  // clamd and ICAP name no part. When the built-in engine cleaned parts, the cleaned copy is asked
+  // again: if the engines find nothing in it, their detection was in those parts and the cleaned
+  // copy stands; otherwise the whole message answers for it (replaced).
+  const copy = first.rewrite?.applied === "clean" ? first.rewrite.bytes : null;
+  if (copy && copy !== raw && extra.some((f) => f.verdict.kind === "infected")) {
+    const again = await scanWithEngines(chain, copy);
+    if (!again.some((f) => f.verdict.kind === "infected" || f.verdict.kind === "error")) {
+      extra = extra.filter((f) => f.verdict.kind !== "infected");
+      if (extra.length === 0) return first;
+    }
+  }
+  const result = mergeFindings(first.result, extra);
+  if (job.partial) return { result };
+  if (first.rewrite && first.rewrite.bytes !== raw && first.rewrite.bytes instanceof Spool) first.rewrite.bytes.remove();
+  return scanner(raw, { ...job, given: result });
 }
 
 /**

@@ -6,7 +6,7 @@ import { closeSync, openSync, writeSync } from "node:fs";
 import type { Limits } from "../limits.ts";
 import { applyPolicy, applyPolicyChunks, type ActionPolicy, type RewriteOutcome } from "../rewrite/index.ts";
 import type { Engine } from "../scan/engine.ts";
-import { scanMessage } from "../scan/pipeline.ts";
+import { messageTree, NO_ENGINE, scanMessage } from "../scan/pipeline.ts";
 import type { ScanResult } from "../scan/verdict.ts";
 import { Spool } from "./spool.ts";
 
@@ -16,6 +16,13 @@ export interface ScanJob {
   policy: ActionPolicy;
   /** Part of a message (TOP, a partial fetch): only the verdict is wanted, nothing is rewritten. */
   partial: boolean;
+  /** false: the built-in engine is not in the chain (the pipeline still decodes and reports its limits). */
+  builtin?: boolean;
+  /**
+   * The verdict is already known (the built-in result merged with clamd's or ICAP's): the message
+   * is only parsed and the policy applied to this result.
+   */
+  given?: ScanResult;
 }
 
 /** The message a job reads: in memory, or spooled to a file (one over maxMessageSize). */
@@ -31,8 +38,14 @@ export interface Scanned<B extends MessageBytes = MessageBytes> {
 /** Scans one message and applies the policy; rejects only when the scan itself failed. */
 export type MessageScanner = <B extends MessageBytes>(raw: B, job: ScanJob) => Promise<Scanned<B>>;
 
+/** The job's scan: the given result with the parsed tree, or a scan with the job's engine. */
+function scanFor(engine: Engine, raw: Uint8Array, job: ScanJob, limits: Limits) {
+  if (job.given) return { result: job.given, tree: messageTree(raw, limits) };
+  return scanMessage(raw, { engine: job.builtin === false ? NO_ENGINE : engine, limits });
+}
+
 export async function scanAndApply(engine: Engine, raw: Uint8Array, job: ScanJob): Promise<Scanned<Uint8Array>> {
-  const { result, tree } = await scanMessage(raw, { engine, limits: job.limits });
+  const { result, tree } = await scanFor(engine, raw, job, job.limits);
   if (job.partial) return { result };
   try {
     return { result, rewrite: applyPolicy(raw, tree, result, job.policy) };
@@ -58,7 +71,7 @@ export type FileRewrite = Omit<RewriteOutcome, "bytes"> & { out: string | null }
  */
 export async function scanSpoolFile(engine: Engine, path: string, out: string, job: ScanJob): Promise<{ result: ScanResult; rewrite?: FileRewrite; rewriteError?: Error }> {
   const raw = Bun.mmap(path, { shared: false });
-  const { result, tree } = await scanMessage(raw, { engine, limits: spooledLimits(job.limits, raw.length) });
+  const { result, tree } = await scanFor(engine, raw, job, spooledLimits(job.limits, raw.length));
   if (job.partial) return { result };
   try {
     const { chunks, ...rest } = applyPolicyChunks(raw, tree, result, job.policy);

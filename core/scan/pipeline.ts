@@ -33,6 +33,14 @@ export async function scanMessage(
   return { result: run.result(), tree: root };
 }
 
+/** The tree scanMessage would walk, for a result made elsewhere (the chain's merged one). */
+export function messageTree(raw: Uint8Array, limits: ScanLimits): MimePart {
+  return parseTree(raw, limits);
+}
+
+/** An engine that finds nothing: the pipeline without the built-in engine still decodes and reports its limits. */
+export const NO_ENGINE: Engine = { name: "none", scan: () => null };
+
 /** Scans one file that is not a message: its bytes, and, when it is an archive, its members recursively. */
 export async function scanObject(data: Uint8Array, name: string, ctx: ScanContext): Promise<ScanResult> {
   const run = new Run(ctx);
@@ -306,7 +314,7 @@ class Run {
       if (!hit) return;
       // Already explained by a part finding: the raw hit is the same object seen through its encoding.
       if (this.findings.some((f) => f.verdict.kind === "infected" && f.verdict.name === hit.name)) return;
-      this.findings.push({ verdict: { kind: "infected", name: hit.name, path: "message" }, partId: "" });
+      this.findings.push({ verdict: { kind: "infected", name: hit.name, path: "message" }, partId: "", engine: this.engine.name });
     };
     return this.callEngine(raw, explained);
   }
@@ -329,7 +337,7 @@ class Run {
     }
     return this.callEngine(data, (hit) => {
       if (hit) {
-        this.findings.push({ verdict: { kind: "infected", name: hit.name, path }, partId });
+        this.findings.push({ verdict: { kind: "infected", name: hit.name, path }, partId, engine: this.engine.name });
         return;
       }
       if (asMessage) return this.scanInnerMessage(data, path, partId, depth);
@@ -424,7 +432,7 @@ class Run {
     if (this.engineFailed) return; // a broken engine fails every object; one finding says it
     this.engineFailed = true;
     const detail = err instanceof Error ? err.message : String(err);
-    this.findings.push({ verdict: { kind: "error", reason: `engine ${this.engine.name} failed: ${detail}` }, partId: "" });
+    this.findings.push({ verdict: { kind: "error", reason: `engine ${this.engine.name} failed: ${detail}` }, partId: "", engine: this.engine.name });
   }
 
   result(): ScanResult {

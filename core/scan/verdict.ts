@@ -17,6 +17,8 @@ export interface Finding {
   verdict: Exclude<Verdict, { kind: "clean" }>;
   /** IMAP-style section number of the top-level MIME part that holds the object: "" whole message/body, "1", "2.1", … */
   partId: string;
+  /** The engine that said it ("builtin", "clamd", "icap"); absent for what the pipeline itself found (limits). */
+  engine?: string;
 }
 
 export interface ScanResult {

@@ -1,0 +1,95 @@
+// The engine chain: the built-in pipeline (its own engine inside) and the message engines (clamd,
+// ICAP) scan one message concurrently; the worst verdict wins (infected > error > unscanned >
+// clean) and every finding names its engine. In first-detection mode the first engine that finds
+// something infected settles the message and the others' answers are not waited for.
+import type { Config, EngineConfig } from "../config/types.ts";
+import type { ScanLimits } from "../limits.ts";
+import type { MimePart } from "../mime/types.ts";
+import type { EngineResult, MessageEngine, StreamSource } from "./engine.ts";
+import { CLAMD_DEFAULTS, ClamdEngine } from "./engines/clamd.ts";
+import { scanMessage, type ScanContext } from "./pipeline.ts";
+import { worse, type Finding, type ScanResult, type Verdict } from "./verdict.ts";
+
+export interface Chain {
+  /** Whether the built-in engine is in the chain (without it the pipeline still decodes, and reports its limits). */
+  builtin: boolean;
+  engines: MessageEngine[];
+  mode: Config["engineMode"];
+}
+
+/** The message engines a configuration names, in order (the built-in one is the pipeline's). */
+export function chainFromConfig(c: Pick<Config, "engines" | "engineMode" | "limits">): Chain {
+  const engines: MessageEngine[] = [];
+  for (const e of c.engines) {
+    if (e === "builtin") continue;
+    engines.push(messageEngine(e, c.limits));
+  }
+  return { builtin: c.engines.includes("builtin"), engines, mode: c.engineMode };
+}
+
+function messageEngine(e: Exclude<EngineConfig, "builtin">, limits: ScanLimits): MessageEngine {
+  // An engine gets at least the pipeline's own time per message, as clamd's MaxScanTime would.
+  const timeoutMs = e.timeout ?? Math.max(CLAMD_DEFAULTS.timeoutMs, limits.maxScanTime + 5000);
+  if ("clamd" in e) return new ClamdEngine({ addresses: e.clamd, timeoutMs, connections: e.connections ?? CLAMD_DEFAULTS.connections });
+  throw new Error("icap engines are not available yet");
+}
+
+/** "builtin, ClamAV 1.4.6/27480" — what X-Virus-Scanned names after the product. */
+export function describeChain(chain: Chain): string {
+  return [...(chain.builtin ? ["builtin"] : []), ...chain.engines.map((e) => e.describe())].join(", ");
+}
+
+/** What one engine's answer adds to the findings (nothing for clean). */
+export function engineFindings(engine: string, r: EngineResult): Finding[] {
+  switch (r.kind) {
+    case "clean": return [];
+    // clamd and ICAP say the message is infected, not which part: the whole message answers for it.
+    case "infected": return [{ verdict: { kind: "infected", name: r.name, path: "message" }, partId: "", engine }];
+    case "unscanned": return [{ verdict: { kind: "unscanned", reason: r.reason, path: r.detail ? `message (${r.detail})` : "message" }, partId: "", engine }];
+  }
+}
+
+/**
+ * Every message engine on raw at once. first-detection resolves at the first infected answer
+ * (stop, when it says so, is asked before each answer counts). A failing engine is one error finding.
+ */
+export async function scanWithEngines(chain: Chain, raw: Uint8Array | StreamSource, stop: () => boolean = () => false): Promise<Finding[]> {
+  if (chain.engines.length === 0) return [];
+  const found: Finding[] = [];
+  const { promise, resolve } = Promise.withResolvers<void>();
+  let left = chain.engines.length;
+  for (const e of chain.engines) {
+    e.scanMessage(raw).then(
+      (r) => found.push(...engineFindings(e.name, r)),
+      (err) => found.push({ verdict: { kind: "error", reason: `engine ${e.name} failed: ${(err as Error).message}` }, partId: "", engine: e.name }),
+    ).finally(() => {
+      if (--left === 0 || (chain.mode === "first-detection" && (stop() || found.some((f) => f.verdict.kind === "infected")))) resolve();
+    });
+  }
+  await promise;
+  return [...found];
+}
+
+/** The built-in result with the message engines' findings added; the verdict is the worst of all. */
+export function mergeFindings(base: ScanResult, extra: readonly Finding[]): ScanResult {
+  if (extra.length === 0) return base;
+  const all = [...base.findings, ...extra];
+  const findings = [...all.filter((f) => f.verdict.kind === "infected"), ...all.filter((f) => f.verdict.kind !== "infected")];
+  let verdict: Verdict = base.verdict;
+  for (const f of extra) verdict = worse(verdict, f.verdict);
+  return { ...base, verdict, findings };
+}
+
+/**
+ * A whole scan on this thread (the CLI): the pipeline and the message engines concurrently, merged.
+ * In first-detection mode a built-in detection makes the engines' answers not count.
+ */
+export async function scanMessageWithChain(raw: Uint8Array, ctx: ScanContext, chain: Chain): Promise<{ result: ScanResult; tree: MimePart }> {
+  let builtinFound = false;
+  const external = scanWithEngines(chain, raw, () => builtinFound);
+  const scanned = await scanMessage(raw, ctx);
+  builtinFound = scanned.result.verdict.kind === "infected";
+  const extra = await external;
+  if (chain.mode === "first-detection" && builtinFound) return scanned;
+  return { result: mergeFindings(scanned.result, extra), tree: scanned.tree };
+}
