@@ -28,6 +28,8 @@ expect 1 "scan-mbox"                    "$bin" scan-mbox "$work/box.mbox"
 expect 1 "scan-mbox --clean-to"         "$bin" scan-mbox --clean-to "$work/cleaned.mbox" "$work/box.mbox"
 expect 0 "scan-mbox of the cleaned mbox" "$bin" scan-mbox "$work/cleaned.mbox"
 expect 0 "config show"                  "$bin" config show
+expect 0 "config engines"               "$bin" config engines
+expect 1 "config engines, clamd down"   "$bin" config engines --clamd unix:$work/no-clamd.sock
 expect 0 "config path"                  "$bin" config path
 expect 0 "config set"                   "$bin" config set action delete
 expect 0 "config get"                   "$bin" config get action

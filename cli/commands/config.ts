@@ -1,4 +1,4 @@
-// `mailsentry config show|path|get|set|unset|validate|ca`: the effective configuration and the file
+// `mailsentry config show|path|get|set|unset|validate|ca|engines`: the effective configuration and the file
 // behind it. set/unset edit only what the user wrote in the file, validate before writing, and
 // write atomically; show/get print defaults ← file ← MAILSENTRY_* environment.
 import { defineCommand } from "citty";
@@ -128,6 +128,7 @@ export default defineCommand({
   subCommands: {
     show, path, get, set, unset, validate,
     ca: () => import("./config-ca.ts").then((m) => m.default),
+    engines: () => import("./config-engines.ts").then((m) => m.default),
   },
 });
 

@@ -198,7 +198,7 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
       }
     } else {
       // clamd opens archives and files the built-in pipeline does not: it gets the object as it is.
-      const [own, extra] = await Promise.all([scanObject(input.data, file === "-" ? "stdin" : basename(file), ctx), scanWithEngines(s.chain, input.data)]);
+      const [own, extra] = await Promise.all([scanObject(input.data, file === "-" ? "stdin" : basename(file), ctx), scanWithEngines(s.chain, input.data, () => false, "")]);
       const result = mergeFindings(own, extra);
       report = fileReport(label, "object", result);
       if (s.cleanTo) {

@@ -39,13 +39,13 @@ export function describeChain(chain: Chain): string {
   return [...(chain.builtin ? ["builtin"] : []), ...chain.engines.map((e) => e.describe())].join(", ");
 }
 
-/** What one engine's answer adds to the findings (nothing for clean). */
-export function engineFindings(engine: string, r: EngineResult): Finding[] {
+/** What one engine's answer adds to the findings (nothing for clean); path names what it scanned. */
+export function engineFindings(engine: string, r: EngineResult, path = "message"): Finding[] {
   switch (r.kind) {
     case "clean": return [];
     // clamd and ICAP say the message is infected, not which part: the whole message answers for it.
-    case "infected": return [{ verdict: { kind: "infected", name: r.name, path: "message" }, partId: "", engine }];
-    case "unscanned": return [{ verdict: { kind: "unscanned", reason: r.reason, path: r.detail ? `message (${r.detail})` : "message" }, partId: "", engine }];
+    case "infected": return [{ verdict: { kind: "infected", name: r.name, path }, partId: "", engine }];
+    case "unscanned": return [{ verdict: { kind: "unscanned", reason: r.reason, path: r.detail ? `${path} (${r.detail})`.trim() : path }, partId: "", engine }];
   }
 }
 
@@ -53,14 +53,14 @@ export function engineFindings(engine: string, r: EngineResult): Finding[] {
  * Every message engine on raw at once. first-detection resolves at the first infected answer
  * (stop, when it says so, is asked before each answer counts). A failing engine is one error finding.
  */
-export async function scanWithEngines(chain: Chain, raw: Uint8Array | StreamSource, stop: () => boolean = () => false): Promise<Finding[]> {
+export async function scanWithEngines(chain: Chain, raw: Uint8Array | StreamSource, stop: () => boolean = () => false, path = "message"): Promise<Finding[]> {
   if (chain.engines.length === 0) return [];
   const found: Finding[] = [];
   const { promise, resolve } = Promise.withResolvers<void>();
   let left = chain.engines.length;
   for (const e of chain.engines) {
     e.scanMessage(raw).then(
-      (r) => found.push(...engineFindings(e.name, r)),
+      (r) => found.push(...engineFindings(e.name, r, path)),
       (err) => found.push({ verdict: { kind: "error", reason: `engine ${e.name} failed: ${(err as Error).message}` }, partId: "", engine: e.name }),
     ).finally(() => {
       if (--left === 0 || (chain.mode === "first-detection" && (stop() || found.some((f) => f.verdict.kind === "infected")))) resolve();

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { ClamdEngine, parseScanReply } from "../../core/scan/engines/clamd.ts";
 import { clamdRequest, parseClamdAddress } from "../../core/scan/engines/clamd-wire.ts";
 import { hdbLine, startClamd, type Clamd } from "../helpers/clamd.ts";
+import { cliSandbox, runCli } from "../helpers/cli.ts";
 import { have } from "../helpers/clients.ts";
 import { eicar } from "../helpers/eicar.ts";
 import { pseudoRandom } from "../helpers/messages.ts";
@@ -120,4 +121,44 @@ describe.skipIf(!have("clamd"))("a real clamd", () => {
       await victim[Symbol.asyncDispose]();
     }
   }, 60_000);
+});
+
+describe.skipIf(!have("clamd"))("the CLI with clamd", () => {
+  let c: Clamd;
+  let box: Awaited<ReturnType<typeof cliSandbox>>;
+  beforeAll(async () => {
+    c = await startClamd({ db: { "extra.hdb": `${hdbLine(PAYLOAD, "Test.Payload")}\n` } });
+    box = await cliSandbox();
+  }, 60_000);
+  afterAll(async () => {
+    await c?.[Symbol.asyncDispose]();
+    await box?.[Symbol.asyncDispose]();
+  });
+  const run = (args: string[], env: Record<string, string> = {}) => runCli(args, { env: { ...box.env, ...env } });
+
+  test("config engines: each engine's version and latency; exit 1 when one does not answer", async () => {
+    const ok = await run(["config", "engines", "--clamd", c.unix]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain("builtin (EICAR only): mailsentry ");
+    expect(ok.stdout).toMatch(new RegExp(`clamd ${c.unix}: ClamAV \\d`));
+    const json = JSON.parse((await run(["config", "engines", "--json"], { MAILSENTRY_ENGINES: JSON.stringify(["builtin", { clamd: [c.unix, "unix:/nonexistent/clamd.sock"] }]) })).stdout);
+    expect(json.engines.map((e: { engine: string; ok: boolean }) => [e.engine, e.ok])).toEqual([["builtin", true], ["clamd", true], ["clamd", false]]);
+    const bad = await run(["config", "engines", "--clamd", "unix:/nonexistent/clamd.sock"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toContain("NOT ANSWERING");
+  });
+
+  test("scan-file --clamd: what only clamd knows is infected under clamd's name, with its engine in the JSON", async () => {
+    const file = join(box.dir, "tool.txt");
+    await Bun.write(file, PAYLOAD);
+    expect((await run(["scan-file", file])).code).toBe(0);
+    const r = await run(["scan-file", "--json", "--clamd", c.unix, file]);
+    expect(r.code).toBe(1);
+    const f = JSON.parse(r.stdout).files[0];
+    expect(f.verdict).toBe("infected");
+    expect(f.findings).toEqual([{ kind: "infected", name: "Test.Payload.UNOFFICIAL", path: "", partId: "", engine: "clamd" }]);
+    const down = await run(["scan-file", "--clamd", "unix:/nonexistent/clamd.sock", file]);
+    expect(down.code).toBe(2);
+    expect(down.stdout).toContain("error: engine clamd failed: every clamd address failed");
+  });
 });
