@@ -7,6 +7,7 @@ import type { ScanLimits } from "../limits.ts";
 import type { MimePart } from "../mime/types.ts";
 import type { EngineResult, MessageEngine, StreamSource } from "./engine.ts";
 import { CLAMD_DEFAULTS, ClamdEngine } from "./engines/clamd.ts";
+import { IcapEngine } from "./engines/icap.ts";
 import { scanMessage, type ScanContext } from "./pipeline.ts";
 import { worse, type Finding, type ScanResult, type Verdict } from "./verdict.ts";
 
@@ -30,8 +31,9 @@ export function chainFromConfig(c: Pick<Config, "engines" | "engineMode" | "limi
 function messageEngine(e: Exclude<EngineConfig, "builtin">, limits: ScanLimits): MessageEngine {
   // An engine gets at least the pipeline's own time per message, as clamd's MaxScanTime would.
   const timeoutMs = e.timeout ?? Math.max(CLAMD_DEFAULTS.timeoutMs, limits.maxScanTime + 5000);
-  if ("clamd" in e) return new ClamdEngine({ addresses: e.clamd, timeoutMs, connections: e.connections ?? CLAMD_DEFAULTS.connections });
-  throw new Error("icap engines are not available yet");
+  const connections = e.connections ?? CLAMD_DEFAULTS.connections;
+  if ("clamd" in e) return new ClamdEngine({ addresses: e.clamd, timeoutMs, connections });
+  return new IcapEngine({ urls: e.icap, timeoutMs, connections });
 }
 
 /** "builtin, ClamAV 1.4.6/27480" — what X-Virus-Scanned names after the product. */

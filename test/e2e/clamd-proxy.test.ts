@@ -8,6 +8,7 @@ import { hdbLine, startClamd, type Clamd } from "../helpers/clamd.ts";
 import { cleanCorpus, have, infectedMessage, messagesOf, poplib } from "../helpers/clients.ts";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
 import { eicar, EICAR_TEXT } from "../helpers/eicar.ts";
+import { startCIcap } from "../helpers/icap.ts";
 import { imaplib } from "../helpers/imap-clients.ts";
 import { attachment, leaf, message, multipart } from "../helpers/messages.ts";
 import { logObjects, startProxy, type StartedProxy } from "../helpers/proxy.ts";
@@ -66,6 +67,16 @@ describe.skipIf(!have("dovecot") || !have("python3") || !have("clamd"))("the pro
     expect(text(body)).not.toContain(PAYLOAD.trim());
     expect(text(body)).toContain("malware");
   });
+
+  test.skipIf(!have("c-icap"))("ICAP (c-icap in front of the same clamd): what only clamd knows is found through it and the message replaced", async () => {
+    await using icap = await startCIcap(clamd.unix);
+    await using p = await startProxy({ allowedUpstreamPorts: [dc.ports.pop3], upstreamCaFile: dc.caFile, engines: ["builtin", { icap: [icap.url] }] });
+    const got = messagesOf(await poplib({ mode: "plain", port: p.ports.pop3, user: routed(dc.ports.pop3), password: PW, ops: [["retr", 1], ["retr", 3]] }));
+    expect(Buffer.from(got[0]!).equals(Buffer.from(clean))).toBe(true);
+    expect(text(got[1]!)).toContain("Test.Payload.UNOFFICIAL");
+    expect(text(got[1]!)).not.toContain(PAYLOAD.trim());
+    expect(text(got[1]!)).toMatch(/X-Virus-Scanned: mailsentry [^\r\n]*\(builtin, ICAP C-ICAP/);
+  }, 60_000);
 
   test("clamd down: the message is withheld as a temporary failure (onError), never passed unscanned", async () => {
     await using p = await startProxy({ allowedUpstreamPorts: [dc.ports.pop3], upstreamCaFile: dc.caFile, engines: ["builtin", { clamd: ["unix:/nonexistent/clamd.sock"], timeout: 2000 }] });
