@@ -29,6 +29,8 @@ export interface FindingJson {
   partId: string;
   /** Which engine said it (absent: the pipeline's own limits). */
   engine?: string;
+  /** What an unscanned reason rests on (a zip method, an engine's limit). */
+  detail?: string;
 }
 
 export interface MessageReport {
@@ -63,6 +65,8 @@ export interface Summary {
   clean: number;
   infected: number;
   unscanned: number;
+  /** Items with something left unscanned, per reason (one item may count under several). */
+  unscannedByReason: Record<string, number>;
   errors: number;
   bytes: number;
   seconds: number;
@@ -80,7 +84,7 @@ export function findingsJson(findings: Finding[]): FindingJson[] {
     const f: FindingJson = { kind: v.kind, partId };
     if (engine) f.engine = engine;
     if (v.kind === "infected") { f.name = v.name; f.path = v.path; }
-    else if (v.kind === "unscanned") { f.reason = v.reason; f.path = v.path; }
+    else if (v.kind === "unscanned") { f.reason = v.reason; f.path = v.path; if (v.detail) f.detail = v.detail; }
     else f.reason = v.reason;
     return f;
   });
@@ -89,7 +93,7 @@ export function findingsJson(findings: Finding[]): FindingJson[] {
 /** Collects results, prints human lines as they come (so a long mbox shows progress), and the end. */
 export class Reporter {
   readonly files: FileReport[] = [];
-  readonly summary: Summary = { files: 0, scanned: 0, clean: 0, infected: 0, unscanned: 0, errors: 0, bytes: 0, seconds: 0 };
+  readonly summary: Summary = { files: 0, scanned: 0, clean: 0, infected: 0, unscanned: 0, unscannedByReason: {}, errors: 0, bytes: 0, seconds: 0 };
   private readonly t0 = performance.now();
   private usageErrors = 0;
 
@@ -100,8 +104,10 @@ export class Reporter {
     return kind === "infected" || kind === "error" || (kind === "unscanned" && this.opts.unscannedFails);
   }
 
-  private count(kind: VerdictKind): void {
+  private count(kind: VerdictKind, findings: readonly FindingJson[]): void {
     this.summary.scanned++;
+    const reasons = new Set(findings.filter((f) => f.kind === "unscanned").map((f) => f.reason!));
+    for (const r of reasons) this.summary.unscannedByReason[r] = (this.summary.unscannedByReason[r] ?? 0) + 1;
     if (kind === "clean") this.summary.clean++;
     else if (kind === "infected") this.summary.infected++;
     else if (kind === "unscanned") this.summary.unscanned++;
@@ -112,7 +118,7 @@ export class Reporter {
   file(r: FileReport, bytes = 0): void {
     this.summary.files++;
     this.summary.bytes += bytes;
-    if (r.kind !== "mbox") this.count(r.verdict);
+    if (r.kind !== "mbox") this.count(r.verdict, r.findings);
     else if (r.error) this.summary.errors++; // an unreadable mbox is an error, not a scanned message
     if (!this.opts.json && r.kind !== "mbox" && this.shows(r.verdict)) this.out(`${r.file}: ${r.error ? `error: ${r.error}` : r.detail}${r.written ? ` [${r.written}]` : ""}`);
     if (!this.opts.json && r.kind === "mbox" && r.error && this.shows("error")) this.out(`${r.file}: error: ${r.error}`);
@@ -122,7 +128,7 @@ export class Reporter {
 
   /** One message of an mbox (scan-mbox); printed at once in human mode. */
   message(file: string, m: MessageReport, keep: MessageReport[]): void {
-    this.count(m.verdict);
+    this.count(m.verdict, m.findings);
     if (this.shows(m.verdict)) {
       if (this.opts.json) keep.push(m);
       else this.out(`${file}#${m.index} @${m.offset}${m.messageId ? ` ${m.messageId}` : ""}: ${m.detail}${m.written ? ` [${m.written}]` : ""}`);

@@ -6,8 +6,10 @@
  * Why a scan stopped short of the whole message. Most are limits; encrypted and corrupt are what a
  * reader could not open. bomb: an archive member that inflates past maxFileSize at a ratio no real
  * file has — a decompression bomb, told apart from a merely big member because it is an attack.
+ * unsupported: an archive member stored with a method the built-in readers lack (BZip2, LZMA…);
+ * clamd or ICAP in the chain read it, so with one of them it is covered.
  */
-export const UNSCANNED_REASONS = ["encrypted", "too-large", "too-deep", "too-many-files", "bomb", "corrupt", "time-limit"] as const;
+export const UNSCANNED_REASONS = ["encrypted", "too-large", "too-deep", "too-many-files", "bomb", "corrupt", "unsupported", "time-limit"] as const;
 export type UnscannedReason = (typeof UNSCANNED_REASONS)[number];
 
 export interface ScanLimits {

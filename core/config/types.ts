@@ -86,6 +86,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   // depth, count, ratio and corruption are what evasions look like, so those are held back.
   onUnscanned: {
     encrypted: "deliver",
+    // A zip member packed with BZip2 or LZMA: most readers cannot open it either (clamd can).
+    unsupported: "deliver",
     "too-large": "deliver",
     "time-limit": "deliver",
     "too-deep": "quarantine",

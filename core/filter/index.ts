@@ -5,7 +5,7 @@ import type { Limits } from "../limits.ts";
 import type { QuarantineStore } from "../quarantine/store.ts";
 import type { ActionPolicy } from "../rewrite/index.ts";
 import { describeVerdict, type Verdict } from "../scan/verdict.ts";
-import { describeChain, mergeFindings, scanWithEngines, type Chain } from "../scan/chain.ts";
+import { describeChain, mergeChanges, mergeFindings, scanWithEngines, type Chain } from "../scan/chain.ts";
 import type { MessageBytes, MessageScanner, ScanJob, Scanned } from "./scan-job.ts";
 import { Spool } from "./spool.ts";
 
@@ -106,16 +106,16 @@ async function scanWithChain<B extends MessageBytes>(scanner: MessageScanner, ra
   builtinFound = first.result.verdict.kind === "infected";
   if (chain.mode === "first-detection" && builtinFound) return first;
   let extra = await external;
-  if (extra.length === 0) return first;
+  if (!mergeChanges(first.result, extra)) return first;
   // clamd and ICAP name no part. When the built-in engine cleaned parts, the cleaned copy is asked
   // again: if the engines find nothing in it, their detection was in those parts and the cleaned
   // copy stands; otherwise the whole message answers for it (replaced).
   const copy = first.rewrite?.applied === "clean" ? first.rewrite.bytes : null;
-  if (copy && copy !== raw && extra.some((f) => f.verdict.kind === "infected")) {
+  if (copy && copy !== raw && extra.findings.some((f) => f.verdict.kind === "infected")) {
     const again = await scanWithEngines(chain, copy);
-    if (!again.some((f) => f.verdict.kind === "infected" || f.verdict.kind === "error")) {
-      extra = extra.filter((f) => f.verdict.kind !== "infected");
-      if (extra.length === 0) return first;
+    if (!again.findings.some((f) => f.verdict.kind === "infected" || f.verdict.kind === "error")) {
+      extra = { ...extra, findings: extra.findings.filter((f) => f.verdict.kind !== "infected") };
+      if (!mergeChanges(first.result, extra)) return first;
     }
   }
   const result = mergeFindings(first.result, extra);

@@ -47,39 +47,62 @@ export function engineFindings(engine: string, r: EngineResult, path = "message"
     case "clean": return [];
     // clamd and ICAP say the message is infected, not which part: the whole message answers for it.
     case "infected": return [{ verdict: { kind: "infected", name: r.name, path }, partId: "", engine }];
-    case "unscanned": return [{ verdict: { kind: "unscanned", reason: r.reason, path: r.detail ? `${path} (${r.detail})`.trim() : path }, partId: "", engine }];
+    case "unscanned": return [{ verdict: r.detail ? { kind: "unscanned", reason: r.reason, path, detail: r.detail } : { kind: "unscanned", reason: r.reason, path }, partId: "", engine }];
   }
+}
+
+/** The message engines' answers: their findings, and whether one of them scanned the whole message. */
+export interface EngineScan {
+  findings: Finding[];
+  /** The engines that answered (clean, infected or over their own limits): what they read is covered. */
+  answered: MessageEngine[];
 }
 
 /**
  * Every message engine on raw at once. first-detection resolves at the first infected answer
  * (stop, when it says so, is asked before each answer counts). A failing engine is one error finding.
  */
-export async function scanWithEngines(chain: Chain, raw: Uint8Array | StreamSource, stop: () => boolean = () => false, path = "message"): Promise<Finding[]> {
-  if (chain.engines.length === 0) return [];
+export async function scanWithEngines(chain: Chain, raw: Uint8Array | StreamSource, stop: () => boolean = () => false, path = "message"): Promise<EngineScan> {
+  if (chain.engines.length === 0) return { findings: [], answered: [] };
   const found: Finding[] = [];
+  const answered: MessageEngine[] = [];
   const { promise, resolve } = Promise.withResolvers<void>();
   let left = chain.engines.length;
   for (const e of chain.engines) {
     e.scanMessage(raw).then(
-      (r) => found.push(...engineFindings(e.name, r, path)),
+      (r) => {
+        found.push(...engineFindings(e.name, r, path));
+        answered.push(e);
+      },
       (err) => found.push({ verdict: { kind: "error", reason: `engine ${e.name} failed: ${(err as Error).message}` }, partId: "", engine: e.name }),
     ).finally(() => {
       if (--left === 0 || (chain.mode === "first-detection" && (stop() || found.some((f) => f.verdict.kind === "infected")))) resolve();
     });
   }
   await promise;
-  return [...found];
+  return { findings: [...found], answered: [...answered] };
 }
 
-/** The built-in result with the message engines' findings added; the verdict is the worst of all. */
-export function mergeFindings(base: ScanResult, extra: readonly Finding[]): ScanResult {
-  if (extra.length === 0) return base;
-  const all = [...base.findings, ...extra];
+/**
+ * The built-in result with the message engines' findings added; the verdict is the worst of all.
+ * An unsupported archive member that an engine which answered is known to read (clamd: BZip2,
+ * Implode…) was scanned there: that finding goes. Others stay, whatever the engine said.
+ */
+export function mergeFindings(base: ScanResult, extra: EngineScan): ScanResult {
+  const covered = (f: Finding) => f.verdict.kind === "unscanned" && f.verdict.reason === "unsupported" &&
+    extra.answered.some((e) => e.reads?.((f.verdict as { detail?: string }).detail ?? "") ?? false);
+  const own = base.findings.filter((f) => !covered(f));
+  if (extra.findings.length === 0 && own.length === base.findings.length) return base;
+  const all = [...own, ...extra.findings];
   const findings = [...all.filter((f) => f.verdict.kind === "infected"), ...all.filter((f) => f.verdict.kind !== "infected")];
-  let verdict: Verdict = base.verdict;
-  for (const f of extra) verdict = worse(verdict, f.verdict);
+  let verdict: Verdict = { kind: "clean" };
+  for (const f of all) verdict = worse(verdict, f.verdict);
   return { ...base, verdict, findings };
+}
+
+/** Whether merging changes anything (the engines found something, or covered an unsupported member). */
+export function mergeChanges(base: ScanResult, extra: EngineScan): boolean {
+  return mergeFindings(base, extra) !== base;
 }
 
 /**

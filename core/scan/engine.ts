@@ -51,4 +51,9 @@ export interface MessageEngine {
   /** Throws (rejects) only when the engine failed: every address down, a timeout, a reply it cannot read. */
   scanMessage(raw: Uint8Array | StreamSource): Promise<EngineResult>;
   check(): Promise<EngineCheck[]>;
+  /**
+   * Whether a scan by this engine read what the built-in readers left unsupported (detail: the zip
+   * method). Only a positive, known answer lets that finding go: an engine that skips it says OK.
+   */
+  reads?(detail: string): boolean;
 }

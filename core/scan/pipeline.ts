@@ -210,8 +210,8 @@ class Run {
     this.deadline = performance.now() + ctx.limits.maxScanTime;
   }
 
-  unscanned(reason: UnscannedReason, path: string, partId: string): void {
-    this.findings.push({ verdict: { kind: "unscanned", reason, path }, partId });
+  unscanned(reason: UnscannedReason, path: string, partId: string, detail?: string): void {
+    this.findings.push({ verdict: detail ? { kind: "unscanned", reason, path, detail } : { kind: "unscanned", reason, path }, partId });
   }
 
   /**
@@ -395,7 +395,7 @@ class Run {
           this.stop(member.unscanned, memberPath, partId); // the budget, not the member, ran out
           return;
         }
-        this.unscanned(member.unscanned, memberPath, partId);
+        this.unscanned(member.unscanned, memberPath, partId, member.detail);
       } else {
         const asMessage = /\.eml$/i.test(member.name) && looksLikeMessage(member.data);
         const pending = this.scanItem(member.data, memberPath, baseName(member.name), partId, depth + 1, asMessage);

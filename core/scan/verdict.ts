@@ -9,7 +9,8 @@ export type Verdict =
   | { kind: "clean" }
   /** name: the detection (e.g. "Eicar-Test-Signature"); path: where, e.g. `attachment "a.zip" › inner.zip › eicar.com`. */
   | { kind: "infected"; name: string; path: string }
-  | { kind: "unscanned"; reason: UnscannedReason; path: string }
+  /** detail: what the reason rests on (an unsupported member's compression method, an engine's limit). */
+  | { kind: "unscanned"; reason: UnscannedReason; path: string; detail?: string }
   | { kind: "error"; reason: string };
 
 /** One result for one scanned object. partId names the MIME part it belongs to ("" is the whole message). */
@@ -44,7 +45,7 @@ export function describeVerdict(v: Verdict): string {
   switch (v.kind) {
     case "clean": return "clean";
     case "infected": return `infected: ${v.name}${v.path ? ` in ${v.path}` : ""}`;
-    case "unscanned": return `unscanned (${v.reason})${v.path ? ` at ${v.path}` : ""}`;
+    case "unscanned": return `unscanned (${v.reason}${v.detail ? `: ${v.detail}` : ""})${v.path ? ` at ${v.path}` : ""}`;
     case "error": return `error: ${v.reason}`;
   }
 }

@@ -135,3 +135,14 @@ export function gzipBomb(mb: number): Uint8Array {
   trailer.writeUInt32LE((mb * (1 << 20)) >>> 0, 4);
   return Buffer.concat([header, stream, trailer]);
 }
+
+/** The zip with every member's compression method set to method (12 BZip2, 14 LZMA, 6 Implode), data untouched. */
+export function withMethod(zip: Uint8Array, method: number): Uint8Array {
+  const b = Buffer.from(zip);
+  for (let i = 0; i + 4 <= b.length; i++) {
+    if (b[i] !== 0x50 || b[i + 1] !== 0x4b) continue;
+    if (b[i + 2] === 3 && b[i + 3] === 4) b.writeUInt16LE(method, i + 8);
+    else if (b[i + 2] === 1 && b[i + 3] === 2) b.writeUInt16LE(method, i + 10);
+  }
+  return b;
+}

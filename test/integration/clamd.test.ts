@@ -148,6 +148,25 @@ describe.skipIf(!have("clamd"))("the CLI with clamd", () => {
     expect(bad.stdout).toContain("NOT ANSWERING");
   });
 
+  test.skipIf(!have("python3"))("zip members the built-in reader cannot inflate: unsupported (per reason in the summary); clamd reads BZip2, not LZMA", async () => {
+    // Real BZip2 and LZMA members, written by python's zipfile at test time.
+    const script = "import sys, zipfile\ndata = open(sys.argv[1], 'rb').read()\nfor path, m in ((sys.argv[2], zipfile.ZIP_BZIP2), (sys.argv[3], zipfile.ZIP_LZMA)):\n  with zipfile.ZipFile(path, 'w', compression=m) as z: z.writestr('eicar.com', data)\n";
+    const src = join(box.dir, "eicar.bin");
+    const bz = join(box.dir, "bz.zip");
+    const lz = join(box.dir, "lz.zip");
+    await Bun.write(src, eicar());
+    const py = Bun.spawn(["python3", "-c", script, src, bz, lz]);
+    expect(await py.exited).toBe(0);
+    const alone = await run(["scan-file", "--json", bz, lz]);
+    expect(alone.code).toBe(0);
+    const doc = JSON.parse(alone.stdout);
+    expect(doc.files.map((f: { verdict: string; findings: { reason?: string; detail?: string }[] }) => [f.verdict, f.findings[0]?.reason, f.findings[0]?.detail])).toEqual([["unscanned", "unsupported", "BZip2"], ["unscanned", "unsupported", "LZMA"]]);
+    expect(doc.summary.unscannedByReason).toEqual({ unsupported: 2 });
+    const withClamd = JSON.parse((await run(["scan-file", "--json", "--clamd", c.unix, bz, lz])).stdout);
+    // clamd read the BZip2 member and found EICAR; it answers OK for LZMA without reading it, so that stays unscanned.
+    expect(withClamd.files.map((f: { verdict: string }) => f.verdict)).toEqual(["infected", "unscanned"]);
+  });
+
   test("scan-file --clamd: what only clamd knows is infected under clamd's name, with its engine in the JSON", async () => {
     const file = join(box.dir, "tool.txt");
     await Bun.write(file, PAYLOAD);

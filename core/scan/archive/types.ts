@@ -5,7 +5,8 @@ import type { UnscannedReason } from "../verdict.ts";
 export type ArchiveMember =
   | { name: string; data: Uint8Array }
   /** name "" means the archive as a whole (e.g. an unreadable central directory). */
-  | { name: string; unscanned: UnscannedReason };
+  /** detail: what the reason rests on, e.g. the compression method of an unsupported member ("BZip2"). */
+  | { name: string; unscanned: UnscannedReason; detail?: string };
 
 /**
  * Inflation past this ratio is a decompression bomb: deflate tops out near 1032:1, ordinary files

@@ -1,9 +1,22 @@
 // Zip members via @zip.js/zip.js, without web workers (faster here, and a compiled binary would
 // otherwise linger on exit). Every member is inflated into a capped sink so a bomb stops early.
-import { configure, Uint8ArrayReader, ZipReader, type Entry } from "@zip.js/zip.js";
+import { configure, getSupportedCompressionMethods, Uint8ArrayReader, ZipReader, type Entry } from "@zip.js/zip.js";
 import { memberCap, overCapReason, type ArchiveMember, type ExtractOptions } from "./types.ts";
 
 configure({ useWebWorkers: false });
+
+/** Methods zip.js inflates here (stored, deflate, deflate64): others are unsupported, not corrupt. */
+const READABLE = new Set(getSupportedCompressionMethods().filter((m) => m.decompression).map((m) => m.compressionMethod));
+
+/** APPNOTE 4.4.5's names for the methods a reader may meet. */
+const METHOD_NAMES: Record<number, string> = {
+  1: "Shrink", 2: "Reduce", 3: "Reduce", 4: "Reduce", 5: "Reduce", 6: "Implode", 10: "PKWARE DCL Implode",
+  12: "BZip2", 14: "LZMA", 18: "IBM TERSE", 19: "IBM LZ77", 93: "Zstandard", 94: "MP3", 95: "XZ", 96: "JPEG", 97: "WavPack", 98: "PPMd",
+};
+
+export function zipMethodName(method: number): string {
+  return METHOD_NAMES[method] ?? `method ${method}`;
+}
 
 export function isZip(data: Uint8Array): boolean {
   // Local file header, or the end record of an empty archive.
@@ -71,6 +84,7 @@ async function extract(entry: Entry, cap: number): Promise<ArchiveMember> {
   const name = entry.filename;
   if (entry.directory) return { name, unscanned: "corrupt" };
   if (entry.encrypted) return { name, unscanned: "encrypted" };
+  if (!READABLE.has(entry.compressionMethod)) return { name, unscanned: "unsupported", detail: zipMethodName(entry.compressionMethod) };
   // The declared size may lie; the sink below is the real guard, this only saves the work.
   if (entry.uncompressedSize > cap) return { name, unscanned: overCapReason(entry.uncompressedSize, entry.compressedSize) };
   const chunks: Uint8Array[] = [];

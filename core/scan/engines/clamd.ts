@@ -73,6 +73,14 @@ export class ClamdEngine implements MessageEngine {
     });
   }
 
+  /**
+   * ClamAV's unzip reads these methods (libclamav/unzip.c); LZMA, XZ, Zstandard and PPMd members it
+   * passes as OK without reading them, so those stay unscanned.
+   */
+  reads(detail: string): boolean {
+    return ["Shrink", "Reduce", "Implode", "BZip2"].includes(detail);
+  }
+
   /** "ClamAV 1.4.6/27480" for X-Virus-Scanned (the last answer, refreshed in the background). */
   describe(): string {
     const now = Date.now();

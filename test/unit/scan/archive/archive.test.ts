@@ -1,7 +1,7 @@
 // Archive readers: sniffing by magic bytes, members of zip/gzip/tar, and every way extraction can fail.
 import { describe, expect, test } from "bun:test";
 import { readArchive, sniffArchive, type ArchiveMember } from "../../../../core/scan/archive/index.ts";
-import { gzip, gzipBomb, makeTar, makeZip, zipBomb } from "../../../helpers/archives.ts";
+import { gzip, gzipBomb, makeTar, makeZip, withMethod, zipBomb } from "../../../helpers/archives.ts";
 import { pseudoRandom } from "../../../helpers/messages.ts";
 
 const MB = 1 << 20;
@@ -82,6 +82,13 @@ describe("zip", () => {
     expect(summary(await members(zip, "z", 100_000))).toEqual([["zeros", "bomb"]]);
     expect(summary(await members(gzip(new Uint8Array(300_000)), "z.gz", 100_000))).toEqual([["z", "bomb"]]);
     expect(summary(await members(gzip(pseudoRandom(300_000)), "r.gz", 100_000))).toEqual([["r", "too-large"]]);
+  });
+
+  test("a member packed with a method the reader lacks (BZip2, LZMA, Implode) is unsupported, not corrupt", async () => {
+    const zip = await makeZip([{ name: "a.txt", data: "hello" }, { name: "b.txt", data: "world" }]);
+    for (const method of [12, 14, 6]) {
+      expect(summary(await members(withMethod(zip, method)))).toEqual([["a.txt", "unsupported"], ["b.txt", "unsupported"]]);
+    }
   });
 
   test("a truncated zip is corrupt, not an exception", async () => {
