@@ -101,7 +101,9 @@ class Slot {
     } else if (p.raw.buffer instanceof SharedArrayBuffer) {
       this.worker!.postMessage({ type: "scan", id: p.id, raw: p.raw, job: p.job } satisfies ToWorker);
     } else {
-      const raw = p.raw.slice();
+      // A copy in a buffer of its own: Buffer#slice would be a view, and transferring its buffer
+      // would detach the caller's bytes (and, for a small Buffer, the allocator's shared pool).
+      const raw = new Uint8Array(p.raw);
       this.worker!.postMessage({ type: "scan", id: p.id, raw, job: p.job } satisfies ToWorker, [raw.buffer as ArrayBuffer]);
     }
   }

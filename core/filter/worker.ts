@@ -88,5 +88,5 @@ function post(m: FromWorker, transfer: ArrayBuffer[] = []): void {
 function owned(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)
     ? bytes
-    : bytes.slice();
+    : new Uint8Array(bytes); // a copy (Buffer#slice would be a view of the same buffer)
 }

@@ -99,7 +99,7 @@ export class MessageCache {
     const charge = value.bytes.byteLength + CACHE_ENTRY_OVERHEAD;
     if (charge > this.maxBytes) return false;
     while (this.#bytes + charge > this.maxBytes && this.#oldest) this.#remove(this.#oldest.key);
-    const owned = value.bytes.byteLength === value.bytes.buffer.byteLength ? value : { ...value, bytes: value.bytes.slice() };
+    const owned = value.bytes.byteLength === value.bytes.buffer.byteLength ? value : { ...value, bytes: new Uint8Array(value.bytes) }; // a copy (Buffer#slice would be a view)
     const node: Node = { key: k, value: owned, charge, newer: null, older: null };
     this.#nodes.set(k, node);
     this.#pushNewest(node);

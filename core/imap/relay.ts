@@ -840,7 +840,8 @@ function treeOf(copy: Uint8Array): MimePart {
  * the whole chunk alive in the cache, which charges only the view's length.
  */
 function owned(b: Uint8Array): Uint8Array {
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice();
+  // new Uint8Array(view) copies; a Buffer's slice() would be another view of the same memory.
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : new Uint8Array(b);
 }
 
 const CLEAN: CachedMessage = { bytes: EMPTY, changed: false, size: 0, verdict: "clean" };

@@ -44,6 +44,19 @@ afterAll(() => {
 });
 
 describe("scan pool", () => {
+  test("a message in a Buffer (a view of a bigger buffer, or of the allocator's pool) is copied, never detached", async () => {
+    const pool = await open(null, { size: 1 });
+    const big = Buffer.concat([Buffer.from("x".repeat(100)), Buffer.from(dec(clean), "latin1")]);
+    const view = big.subarray(100);
+    const small = Buffer.from(dec(infected), "latin1"); // from the allocator's shared pool when small
+    for (let round = 0; round < 2; round++) {
+      expect((await pool.scan(view, job)).result.verdict.kind).toBe("clean");
+      expect((await pool.scan(small, job)).result.verdict.kind).toBe("infected");
+    }
+    expect(dec(view)).toBe(dec(clean));
+    expect(big.subarray(0, 100).toString()).toBe("x".repeat(100));
+  });
+
   test("a clean message comes back as the very bytes the caller holds, shared or not", async () => {
     const pool = await open(null, { size: 1 });
     for (const raw of [clean, shared(clean)]) {
