@@ -39,6 +39,7 @@ const main = defineCommand({
     "scan-mbox": lazy(() => import("./commands/scan-mbox.ts")),
     config: lazy(() => import("./commands/config.ts")),
     unload: lazy(() => import("./commands/unload.ts")),
+    quarantine: lazy(() => import("./commands/quarantine.ts")),
   },
 });
 

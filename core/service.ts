@@ -72,9 +72,13 @@ interface Generation {
   cache: MessageCache;
   holdBudget: ByteBudget;
   cleanIndex: CleanIndex | null;
+  quarantine: QuarantineStore;
 }
 
 type Session = Pop3Session | ImapSession;
+
+/** How often the quarantine's limits are applied while the proxy runs (and once at start). */
+const QUARANTINE_PRUNE_MS = 24 * 60 * 60_000;
 
 export interface BoundListener {
   protocol: Protocol;
@@ -87,6 +91,23 @@ export class Service {
   private readonly sockets: Listener[] = [];
   private readonly sessions = new Set<Session>();
   private gen!: Generation;
+  private pruneTimer: ReturnType<typeof setInterval> | undefined;
+
+  /** quarantine.maxAge and maxSize, oldest first; what goes is logged. A failure is logged, never fatal. */
+  private async pruneQuarantine(): Promise<void> {
+    const { quarantine, config } = this.gen;
+    try {
+      const removed = await quarantine.enforce({ maxAgeDays: config.quarantine.maxAge, maxSize: config.quarantine.maxSize });
+      if (removed.length) {
+        this.opts.log.info("quarantine limits applied: oldest entries removed", {
+          removed: removed.length, bytes: removed.reduce((n, e) => n + e.size, 0), maxAgeDays: config.quarantine.maxAge, maxSize: config.quarantine.maxSize,
+          ids: removed.slice(0, 20).map((e) => e.id),
+        });
+      }
+    } catch (e) {
+      this.opts.log.warn("could not apply the quarantine limits", { error: e });
+    }
+  }
   /** Failed-login and unauthenticated-connection limits, across listeners and reloads. */
   private readonly guard = new LoginGuard(() => this.gen.config.limits);
   private nextId = 1;
@@ -109,6 +130,9 @@ export class Service {
     s.maxSessions = sessionCap(fdLimit);
     if (Number.isFinite(fdLimit)) opts.log.info("sessions capped by the open-file limit", { openFiles: fdLimit, maxSessions: s.maxSessions });
     s.gen = await s.build(opts.config);
+    void s.pruneQuarantine();
+    s.pruneTimer = setInterval(() => void s.pruneQuarantine(), QUARANTINE_PRUNE_MS);
+    s.pruneTimer.unref?.();
     try {
       s.bindAll();
     } catch (e) {
@@ -154,6 +178,7 @@ export class Service {
   /** Stops accepting, lets sessions finish up to limits.drainTimeout, then cuts the rest. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      clearInterval(this.pruneTimer);
       for (const l of this.sockets) l.stop();
       const deadline = this.gen.config.limits.drainTimeout;
       for (const s of this.sessions) s.drain();
@@ -342,6 +367,7 @@ export class Service {
       cache: new MessageCache(config.limits.messageCacheSize),
       cleanIndex,
       holdBudget: new ByteBudget(HOLD_BUDGET_BYTES),
+      quarantine,
     };
   }
 }

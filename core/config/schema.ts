@@ -172,8 +172,20 @@ const engines: Check = (v, key) => {
   return list;
 };
 
+/** quarantine.maxAge (whole days) and quarantine.maxSize (bytes); 0 is no limit. Merged field by field. */
+function quarantineLimits(v: unknown, key: string, base: Config["quarantine"]): Config["quarantine"] {
+  if (!isObject(v)) throw new Problem(key, `expected { "maxAge": days, "maxSize": bytes }, got ${show(v)}`);
+  const out = { ...base };
+  for (const [k, x] of Object.entries(v)) {
+    if (k !== "maxAge" && k !== "maxSize") throw new Problem(`${key}.${k}`, "unknown key (maxAge, maxSize)");
+    if (typeof x !== "number" || !Number.isSafeInteger(x) || x < 0) throw new Problem(`${key}.${k}`, `expected a whole number of ${k === "maxAge" ? "days" : "bytes"} (0: no limit), got ${show(x)}`);
+    out[k] = x;
+  }
+  return out;
+}
+
 /** One checker per top-level key (limits, listeners and onUnscanned merge field by field instead). */
-const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners" | "onUnscanned">, Check> = {
+const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners" | "onUnscanned" | "quarantine">, Check> = {
   signatures: nullableStr,
   engines,
   engineMode: oneOf("all", "first-detection"),
@@ -240,6 +252,8 @@ export function validateConfig(input: unknown, source: string, base: Readonly<Co
           if (e instanceof LimitError) throw new Problem(`limits.${e.key}`, e.message.replace(`${e.key}: `, ""));
           throw e;
         }
+      } else if (key === "quarantine") {
+        out.quarantine = quarantineLimits(value, key, out.quarantine);
       } else if (key === "onUnscanned") {
         out.onUnscanned = unscannedPolicy(value, key, out.onUnscanned);
       } else if (key === "listeners") {

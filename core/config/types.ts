@@ -51,6 +51,8 @@ export interface Config {
   subjectTag: string;
   /** Quarantine directory; null: $XDG_STATE_HOME/mailsentry/quarantine. */
   quarantineDir: string | null;
+  /** Limits the proxy applies at start and daily, oldest first: days kept, bytes kept (0: no limit). */
+  quarantine: { maxAge: number; maxSize: number };
   limits: Limits;
   listeners: Record<Protocol, ListenerConfig>;
   upstreamTls: UpstreamTls;
@@ -81,6 +83,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   signatures: null,
   engines: ["builtin"],
   engineMode: "all",
+  quarantine: { maxAge: 30, maxSize: 1024 * 1024 * 1024 },
   action: "auto-clean",
   // What a user cannot help (an encrypted archive, a big video, a slow scan) is delivered, tagged;
   // depth, count, ratio and corruption are what evasions look like, so those are held back.

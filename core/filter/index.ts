@@ -78,7 +78,7 @@ export async function filterMessage<B extends MessageBytes>(ctx: FilterContext, 
   let quarantineId: string | undefined;
   if (outcome.quarantine) {
     try {
-      quarantineId = (await ctx.quarantine.put(raw, { verdict: v, source })).id;
+      quarantineId = (await ctx.quarantine.put(raw, { verdict: v, source, findings: scanned.result.findings })).id;
     } catch (e) {
       log.error("quarantine write failed: message withheld", { number: info.msg, error: e });
       return { kind: "refuse", why: "tempfail", detected: v.kind === "infected" };

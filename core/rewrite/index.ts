@@ -10,7 +10,7 @@ import { cutMessage, fitDrafts, type Draft } from "./fit.ts";
 import { encodeHeaderText, safeText, statusEdits } from "./headers.ts";
 import { decorated, DETAILS, noticeMessage, partNotice, type Detail, type NoticeText } from "./notice.ts";
 import { NO_PAD } from "./padding.ts";
-import { ORIGINAL_KEPT_NOTE, quarantinesInfected, unscannedDecision, type ActionPolicy } from "./policy.ts";
+import { originalKeptNote, quarantinesInfected, unscannedDecision, type ActionPolicy } from "./policy.ts";
 import { concat, lineEnding, spliceChunks } from "./splice.ts";
 
 export { policyFromConfig, type ActionPolicy } from "./policy.ts";
@@ -77,7 +77,7 @@ function unscanned(ctx: Ctx): RewriteDraft {
     case "quarantine": {
       const quarantine = action === "quarantine";
       const lines = [`mailsentry could not scan this message completely (${reason}${path ? ` at ${safeText(path)}` : ""}),`, "so it was withheld as configured."];
-      return replace(ctx, status, false, quarantine, withheldText(lines, quarantine, ctx.policy, "mailsentry withheld this message (not scanned)."));
+      return replace(ctx, status, false, quarantine, withheldText(lines, quarantine, ctx, "mailsentry withheld this message (not scanned)."));
     }
   }
 }
@@ -90,7 +90,7 @@ function scanError(ctx: Ctx): RewriteDraft {
       return unchanged(ctx.raw, "tempfail");
     case "delete":
       // The internal reason (e.g. which clamd failed) stays in the log, never in the client's mail.
-      return replace(ctx, "Error", false, false, withheldText(["mailsentry could not scan this message (scanner error), so it was withheld as configured."], false, ctx.policy, "mailsentry withheld this message (scan error)."));
+      return replace(ctx, "Error", false, false, withheldText(["mailsentry could not scan this message (scanner error), so it was withheld as configured."], false, ctx, "mailsentry withheld this message (scan error)."));
   }
 }
 
@@ -121,7 +121,7 @@ function infected(ctx: Ctx): RewriteDraft {
     extra: [],
     detections: found.length ? found.map((f) => `Detection: ${safeText(describeFinding(f), 400)}`) : [`Detection: ${safeText(names)}`],
     names: [`Detection: ${safeText(names)}`],
-    kept: quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null,
+    kept: quarantine ? originalKeptNote(policy.originalKept, ctx.raw) : null,
     minimal: "mailsentry removed this message (malware).",
   };
   if (targets) {
@@ -135,7 +135,7 @@ function infected(ctx: Ctx): RewriteDraft {
 /** The copy with each target replaced in place by its notice; null when sameSize finds no draft that fits. */
 function clean(ctx: Ctx, targets: CleanTarget[], names: string, quarantine: boolean): RewriteDraft | null {
   const { raw, tree, policy, eol } = ctx;
-  const keptNote = quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null;
+  const keptNote = quarantine ? originalKeptNote(policy.originalKept, ctx.raw) : null;
   const texts = targets.map((t) => partNotice(noticeItem(t), keptNote));
   const draftAt = (detail: Detail): Draft => (pad) => {
     const deco = decorated(detail);
@@ -173,8 +173,8 @@ function replace(ctx: Ctx, status: string, infected: boolean, quarantine: boolea
 }
 
 /** Notice text for a message withheld for a reason other than malware. */
-function withheldText(lines: string[], quarantine: boolean, policy: ActionPolicy, minimal: string): NoticeText {
-  return { lead: lines, extra: [], detections: [], names: [], kept: quarantine ? ORIGINAL_KEPT_NOTE[policy.originalKept] : null, minimal };
+function withheldText(lines: string[], quarantine: boolean, ctx: Ctx, minimal: string): NoticeText {
+  return { lead: lines, extra: [], detections: [], names: [], kept: quarantine ? originalKeptNote(ctx.policy.originalKept, ctx.raw) : null, minimal };
 }
 
 function findFilename(tree: MimePart, id: string): string | null {

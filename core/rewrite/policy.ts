@@ -1,5 +1,6 @@
 // The action policy: the slice of configuration that decides what happens to a scanned message.
 // Kept apart from Config so callers (CLI --clean-to, proxy) can override one field without a config.
+import { quarantineIdOfBytes } from "./quarantine-id.ts";
 import type { Action, Config, ErrorAction, UnscannedAction, UnscannedPolicy } from "../config/types.ts";
 import type { Finding } from "../scan/verdict.ts";
 
@@ -31,11 +32,15 @@ export interface ActionPolicy {
   addTags: boolean;
 }
 
-/** The notice's closing sentence for each place the original is kept. */
-export const ORIGINAL_KEPT_NOTE: Record<ActionPolicy["originalKept"], string> = {
-  quarantine: "The original message was kept in quarantine.",
-  source: "The original message is unchanged in the scanned file.",
-};
+/**
+ * The notice's closing sentence for where the original is kept; a quarantined one names its id
+ * (derived from the original's bytes, so the notice is the same wherever it is made).
+ */
+export function originalKeptNote(kept: ActionPolicy["originalKept"], raw: Uint8Array): string {
+  return kept === "quarantine"
+    ? `The original message was kept in quarantine as ${quarantineIdOfBytes(raw)}.`
+    : "The original message is unchanged in the scanned file.";
+}
 
 /** The policy of a configuration; over lets a protocol or command set what is its own (sameSize, addTags, originalKept). */
 export function policyFromConfig(c: Config, product: string, over: Partial<Pick<ActionPolicy, "sameSize" | "addTags" | "originalKept">> = {}): ActionPolicy {
