@@ -91,6 +91,8 @@ async function resolveChain(root: Cmd, argv: string[]): Promise<{ cmd: Cmd; pare
   let cmd = root;
   let parent: Cmd | undefined;
   let rest = argv;
+  // The words that lead to the command ("mailsentry config"): help shows the whole command line.
+  const path: string[] = ["mailsentry"];
   for (;;) {
     const def = await resolve<ArgsDef>(cmd.args ?? {});
     const subs = await resolve<Record<string, unknown> | undefined>(cmd.subCommands);
@@ -116,7 +118,9 @@ async function resolveChain(root: Cmd, argv: string[]): Promise<{ cmd: Cmd; pare
     } catch (e) {
       throw new UsageError(`command ${name} is not available in this build (${(e as Error).message})`);
     }
-    parent = cmd;
+    const parentMeta = await resolve<Record<string, unknown>>(cmd.meta ?? {});
+    parent = { ...cmd, meta: { ...parentMeta, name: path.join(" ") } };
+    path.push(name);
     cmd = next;
     rest = rest.slice(idx + 1);
   }

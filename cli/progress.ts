@@ -28,7 +28,13 @@ export class Progress {
   }
 
   done(): void {
+    this.clear();
+  }
+
+  /** Erases the line (before a result line is printed on the same terminal); the next update redraws it. */
+  clear(): void {
     if (this.shown) this.stream.write("\r\x1b[K");
     this.shown = false;
+    this.last = -Infinity;
   }
 }

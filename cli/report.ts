@@ -96,8 +96,16 @@ export class Reporter {
   readonly summary: Summary = { files: 0, scanned: 0, clean: 0, infected: 0, unscanned: 0, unscannedByReason: {}, errors: 0, bytes: 0, seconds: 0 };
   private readonly t0 = performance.now();
   private usageErrors = 0;
+  /** Called before each line is printed (scan-mbox erases its progress line there). */
+  beforeLine: (() => void) | null = null;
+  private readonly out: (line: string) => void;
 
-  constructor(private readonly opts: ReportOptions, private readonly out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)) {}
+  constructor(private readonly opts: ReportOptions, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)) {
+    this.out = (line) => {
+      this.beforeLine?.();
+      out(line);
+    };
+  }
 
   private shows(kind: VerdictKind): boolean {
     if (!this.opts.quiet) return true;

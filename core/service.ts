@@ -136,7 +136,11 @@ export class Service {
     try {
       s.bindAll();
     } catch (e) {
+      // Nothing of a proxy that could not start may keep running: listeners, workers, the timer.
       for (const l of s.sockets) l.stop();
+      clearInterval(s.pruneTimer);
+      s.gen.pool?.close();
+      await s.gen.cleanIndex?.close().catch(() => {});
       throw e;
     }
     return s;
@@ -210,12 +214,17 @@ export class Service {
       if (!l?.enabled) continue;
       for (const entry of l.addresses) {
         const a = typeof entry === "string" ? { address: entry } : entry;
-        const socket = listen({
-          address: a.address,
-          // The certificate is read per generation at handshake time would be nicer; Bun takes one per listener.
-          tls: IMPLICIT_TLS.has(protocol) ? this.gen.clientTls : undefined,
-          onChannel: (ch) => this.accept(ch, protocol, a.upstream),
-        });
+        let socket: Listener;
+        try {
+          socket = listen({
+            address: a.address,
+            // The certificate is read per generation at handshake time would be nicer; Bun takes one per listener.
+            tls: IMPLICIT_TLS.has(protocol) ? this.gen.clientTls : undefined,
+            onChannel: (ch) => this.accept(ch, protocol, a.upstream),
+          });
+        } catch (e) {
+          throw new Error(listenFailure(protocol, a.address, e));
+        }
         this.sockets.push(socket);
         this.listeners.push({ protocol, address: a.address, port: socket.port });
         this.opts.log.info("listening", { protocol, address: `${socket.hostname}:${socket.port}`, ...(a.upstream ? { upstream: a.upstream } : {}) });
@@ -390,3 +399,14 @@ function appExclusion(config: Config, ch: Channel, log: Logger): Promise<string 
   );
 }
 
+
+/** "cannot listen on 127.0.0.1:1110 (listeners.pop3): the address is in use (EADDRINUSE)": which, where, why. */
+export function listenFailure(protocol: Protocol, address: string, e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code ?? "";
+  const why: Record<string, string> = {
+    EADDRINUSE: "the address is in use (another program, or mailsentry already running?)",
+    EACCES: "permission denied (ports below 1024 need privileges)",
+    EADDRNOTAVAIL: "no interface of this machine has that address",
+  };
+  return `cannot listen on ${address} (listeners.${protocol}): ${why[code] ?? (e as Error)?.message ?? String(e)}${code ? ` (${code})` : ""}`;
+}

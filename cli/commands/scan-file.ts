@@ -79,7 +79,8 @@ export async function prepareScan(args: ScanFlags, inputs: string[]): Promise<Sc
   const { formatLoadReport } = await import("../../core/scan/signatures/load.ts");
   // Without "builtin" in the chain the pipeline still decodes (for the other engines' sake and its limits).
   const { engine, report } = chain.builtin ? await BuiltinEngine.load(sigDir) : { engine: NO_ENGINE, report: { files: [], unsupported: [], total: 0 } };
-  if (!quiet) for (const line of formatLoadReport(report)) process.stderr.write(`${line}\n`);
+  // Nothing configured: no line about loading nothing (noise on every scan).
+  if (!quiet && sigDir !== null) for (const line of formatLoadReport(report)) process.stderr.write(`${line}\n`);
   const reporter = new Reporter({ json: Boolean(args.json), quiet, unscannedFails: args.unscanned === "fail" });
   const product = `${PRODUCT} (${describeChain(chain)})`;
   return { config, engine, chain, limits: config.limits, policy: policyFromConfig(config, product, { originalKept: "source" }), reporter, cleanTo: args["clean-to"] ?? null, quiet };
@@ -238,7 +239,7 @@ export async function writeAtomic(path: string, data: Uint8Array | readonly Uint
 
 export default defineCommand({
   meta: { name: "scan-file", description: "Scan .eml files or any file (zip, gz, tar, raw); - reads stdin" },
-  args: { ...scanArgs },
+  args: { files: { type: "positional", description: "Files to scan: .eml, zip, gz, tar or raw; - reads stdin; several may be given", required: false }, ...scanArgs },
   async run({ args }) {
     const inputs = args._.map(String);
     const s = await prepareScan(args as ScanFlags, inputs);

@@ -13,6 +13,7 @@ import type { MimePart } from "../../core/mime/types.ts";
 import { applyPolicyChunks } from "../../core/rewrite/index.ts";
 import { concat } from "../../core/rewrite/splice.ts";
 import { scanMessageWithChain } from "../../core/scan/chain.ts";
+import { looksLikeMessage } from "../../core/scan/pipeline.ts";
 import { describeVerdict, worse, type Verdict } from "../../core/scan/verdict.ts";
 import { Progress } from "../progress.ts";
 import { findingsJson, UsageError, type MessageReport } from "../report.ts";
@@ -89,6 +90,7 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
   }
   const writer = dest ? await MboxWriter.create(dest) : null;
   const progress = new Progress(total);
+  s.reporter.beforeLine = () => progress.clear();
   const kept: MessageReport[] = [];
   // Past maxMessageSize a message is spooled and scanned from a map, as in the proxy.
   const splitter = new MboxSplitter({ maxMessageSize: s.limits.maxMessageSize, quoting, spill: () => new SpoolSpill(), maxSpilledSize: s.limits.maxSpooledMessageSize });
@@ -153,16 +155,34 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
     progress.update(m.offset + m.size, count);
   };
 
+  // Content before the first From_ line waits until it is known whether any From_ line follows: a
+  // file with none is not an mbox (one message, said so, or an error), never "#0: clean".
+  let leading: MboxMessage | null = null;
+  let fromLines = 0;
+  const take = async (m: MboxMessage) => {
+    if (m.index === 0) { leading = m; return; }
+    if (leading) { const l = leading; leading = null; await handle(l); }
+    fromLines++;
+    await handle(m);
+  };
   try {
     for await (const chunk of chunks) {
       bytes += chunk.length;
-      for (const m of splitter.push(chunk)) await handle(m);
+      for (const m of splitter.push(chunk)) await take(m);
     }
-    for (const m of splitter.end()) await handle(m);
+    for (const m of splitter.end()) await take(m);
+    const alone = leading as MboxMessage | null;
+    if (alone && fromLines === 0) {
+      const head = alone.bytes ?? alone.head;
+      if (!looksLikeMessage(head)) throw new Error("not an mbox: no line starts with \"From \" and it does not look like a message");
+      process.stderr.write(`mailsentry: ${label} is not an mbox (no "From " line): scanned as one message\n`);
+      await handle({ ...alone, index: 1 });
+    } else if (alone) await handle(alone);
   } catch (e) {
     failure = errorText(e);
   } finally {
     progress.done();
+    s.reporter.beforeLine = null;
   }
   if (writer) {
     if (failure) await writer.abort();
@@ -184,6 +204,7 @@ async function scanOneMbox(file: string, s: ScanSetup, quoting: MboxQuoting, des
 export default defineCommand({
   meta: { name: "scan-mbox", description: "Scan mbox files message by message (streamed); - reads stdin" },
   args: {
+    mboxes: { type: "positional", description: "mbox files to scan; - reads stdin; several may be given", required: false },
     ...scanArgs,
     format: { type: "string", description: "mboxrd: unquote ^>+From ; mboxo: only ^>From ; none: keep lines as they are", default: "mboxrd", valueHint: "mboxrd|mboxo|none" },
   },
