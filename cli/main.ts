@@ -149,7 +149,11 @@ async function run(argv: string[]): Promise<void> {
     const err = e as Error;
     // CLIError is citty's usage error (missing positional, bad enum); ConfigError names file and key.
     const known = err?.name === "UsageError" || err?.name === "CLIError" || err?.name === "ConfigError";
-    process.stderr.write(`mailsentry: ${stripAnsi(known ? err.message : `error: ${err?.message ?? String(e)}`)}\n`);
+    const message = stripAnsi(known ? err.message : `error: ${err?.message ?? String(e)}`);
+    process.stderr.write(`mailsentry: ${message}\n`);
+    // A script asked for JSON: it gets a document even when the command could not start.
+    const flags = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
+    if (flags.includes("--json")) process.stdout.write(`${JSON.stringify({ version: VERSION, error: message, exitCode: EXIT_ERROR }, null, 2)}\n`);
     if (!known && process.env.MAILSENTRY_DEBUG) process.stderr.write(`${err?.stack}\n`);
     process.exitCode = EXIT_ERROR;
   }

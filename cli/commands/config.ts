@@ -3,7 +3,7 @@
 // write atomically; show/get print defaults ← file ← MAILSENTRY_* environment.
 import { defineCommand } from "citty";
 import {
-  canonicalKey, getPath, loadConfig, parseValueText, quarantineDir, readConfigFile, resolvePaths, setPath, unsetPath,
+  canonicalKey, getPath, loadConfig, parseValueText, quarantineDir, readConfigFile, resolvePaths, setPath, signaturesOrigin, signaturesProblem, unsetPath,
   validateConfig, writeConfigFile, ConfigError,
 } from "../../core/config/index.ts";
 import { UsageError } from "../report.ts";
@@ -98,6 +98,10 @@ const set = defineCommand({
     if (text === undefined) throw new UsageError("missing VALUE");
     if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)} (quote VALUE if it has spaces)`);
     const value = parseValueText(p, text);
+    if (p.join(".") === "signatures") {
+      const problem = await signaturesProblem(value as string | null, "signatures");
+      if (problem) throw new UsageError(`${problem} (not written)`);
+    }
     await edit(args.config, (raw) => {
       setPath(raw, p, value);
       return `${p.join(".")} = ${toJson(value)}`;
@@ -119,6 +123,8 @@ const validate = defineCommand({
   args: { ...configArg, file: { type: "positional", description: "File to check instead of the one in use", required: false } },
   async run({ args }) {
     const loaded = await loadWithWarnings(args.file || args.config);
+    const problem = await signaturesProblem(loaded.config.signatures, signaturesOrigin(loaded, undefined));
+    if (problem) throw new UsageError(problem);
     print(`${loaded.file}: ${loaded.fileFound ? "ok" : "ok (no file: defaults apply)"}`);
   },
 });

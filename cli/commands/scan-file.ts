@@ -3,7 +3,7 @@
 import { defineCommand } from "citty";
 import { mkdir, open, rename, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { loadConfig, type Config } from "../../core/config/index.ts";
+import { loadConfig, signaturesOrigin, signaturesProblem, type Config } from "../../core/config/index.ts";
 import { stateDir } from "../../core/config/paths.ts";
 import { spooledLimits } from "../../core/filter/scan-job.ts";
 import { Spool, spoolDir } from "../../core/filter/spool.ts";
@@ -75,6 +75,8 @@ export async function prepareScan(args: ScanFlags, inputs: string[]): Promise<Sc
     }
   }
   const sigDir = args.sigs ?? config.signatures;
+  const sigProblem = chain.builtin ? await signaturesProblem(sigDir, signaturesOrigin(loaded, args.sigs)) : null;
+  if (sigProblem) throw new UsageError(sigProblem);
   const { BuiltinEngine } = await import("../../core/scan/engines/builtin.ts");
   const { formatLoadReport } = await import("../../core/scan/signatures/load.ts");
   // Without "builtin" in the chain the pipeline still decodes (for the other engines' sake and its limits).

@@ -2,7 +2,7 @@
 // and let sessions finish up to limits.drainTimeout; SIGHUP (or the control socket's "reload")
 // reloads config and signatures for new sessions without dropping the ones in flight.
 import { defineCommand } from "citty";
-import { loadConfig, stateDir } from "../../core/config/index.ts";
+import { loadConfig, signaturesOrigin, signaturesProblem, stateDir } from "../../core/config/index.ts";
 import { AlreadyRunning, Control } from "../../core/control.ts";
 import { createLogger, type LogFormat, type LogLevelName } from "../../core/log.ts";
 import { Service } from "../../core/service.ts";
@@ -37,6 +37,8 @@ export default defineCommand({
     for (const w of first.warnings) log.warn(w);
     const state = stateDir();
     const signatures = args.sigs;
+    const sigProblem = await signaturesProblem(signatures ?? first.config.signatures, signaturesOrigin(first, signatures));
+    if (sigProblem) throw new UsageError(sigProblem);
 
     let service: Service | null = null;
     let stopping = false;

@@ -1,6 +1,6 @@
 // Builds the effective configuration: defaults ← config file ← MAILSENTRY_* environment. Also reads
 // and atomically rewrites the raw file for `config set/unset` (only what the user wrote is kept there).
-import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { canonicalKey, ConfigError, parseValueText, setPath, validateConfig } from "./schema.ts";
 import { configFile, type Env } from "./paths.ts";
@@ -95,6 +95,30 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> 
     }
   }
   return { config, file, fileFound: raw !== null, warnings };
+}
+
+/**
+ * The signature directory must be a readable directory: named with where it was set (the flag, the
+ * environment variable or the file's key), or null when it is fine or not set.
+ */
+export async function signaturesProblem(dir: string | null, origin: string): Promise<string | null> {
+  if (dir === null) return null;
+  try {
+    const st = await stat(dir);
+    if (!st.isDirectory()) return `${origin}: ${dir} is not a directory`;
+    await readdir(dir);
+    return null;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return `${origin}: ${dir}: ${code === "ENOENT" ? "no such directory" : code === "EACCES" ? "permission denied" : (e as Error).message}`;
+  }
+}
+
+/** Where the signatures setting came from, for messages: the flag, the variable, or the file's key. */
+export function signaturesOrigin(loaded: { file: string }, flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (flag !== undefined) return "--sigs";
+  if (env.MAILSENTRY_SIGNATURES !== undefined) return "environment MAILSENTRY_SIGNATURES";
+  return `${loaded.file}: signatures`;
 }
 
 /** Writes JSON via a temporary file and rename, so a reader never sees half a file; keeps the old mode. */

@@ -42,6 +42,21 @@ describe("first-hour defects", () => {
     expect((await run(["quarantine", "list", "--help"])).stdout).toContain("USAGE mailsentry quarantine list");
   });
 
+  test("a signatures directory that does not exist: refused by config set, named (key, variable or flag) by validate and scans; --json still prints a document", async () => {
+    const missing = join(box.dir, "no-such-sigs");
+    const set = await run(["config", "set", "signatures", missing]);
+    expect(set.code).toBe(2);
+    expect(set.stderr).toBe(`mailsentry: signatures: ${missing}: no such directory (not written)\n`);
+    const validate = await run(["config", "validate"], { MAILSENTRY_SIGNATURES: missing });
+    expect(validate.code).toBe(2);
+    expect(validate.stderr).toContain(`environment MAILSENTRY_SIGNATURES: ${missing}: no such directory`);
+    const f = join(box.dir, "b.eml");
+    await Bun.write(f, "From: a@example.org\nSubject: hi\n\nhello\n");
+    const scan = await run(["scan-file", "--json", "--sigs", missing, f]);
+    expect(scan.code).toBe(2);
+    expect(JSON.parse(scan.stdout)).toMatchObject({ error: `--sigs: ${missing}: no such directory`, exitCode: 2 });
+  });
+
   test("no line about loading signatures when none are configured", async () => {
     const f = join(box.dir, "a.eml");
     await Bun.write(f, "From: a@example.org\nSubject: hi\n\nhello\n");
