@@ -40,6 +40,7 @@ const main = defineCommand({
     config: lazy(() => import("./commands/config.ts")),
     unload: lazy(() => import("./commands/unload.ts")),
     quarantine: lazy(() => import("./commands/quarantine.ts")),
+    service: lazy(() => import("./commands/service.ts")),
   },
 });
 

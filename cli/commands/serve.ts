@@ -85,6 +85,15 @@ export default defineCommand({
     process.on("SIGINT", onTerm("SIGINT"));
     process.on("SIGHUP", () => void reload().catch((e) => log.error("reload failed; the previous configuration stays in force", { error: (e as Error).message })));
 
+    // Started by `npm start`: when npm goes away (killed, its terminal closed) the proxy goes too,
+    // instead of living on as an orphan nobody started. The start script execs us, so npm is the parent.
+    if (process.env.npm_lifecycle_event === "start") {
+      const parent = process.ppid;
+      setInterval(() => {
+        if (process.ppid !== parent) void stop("the npm process that started it ended").catch(() => {});
+      }, 1000).unref();
+    }
+
     // Logged only once the signal handlers are in place: scripts may signal as soon as they see it.
     log.info("mailsentry proxy running", { pid: process.pid, stateDir: state, config: first.file });
 
