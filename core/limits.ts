@@ -1,6 +1,8 @@
 // Every byte, depth, count and time cap of mailsentry, validated in one place.
 // Names follow clamd's (MaxScanSize, MaxFileSize, …) so administrators recognise them.
-// 0 and Infinity are honest values ("nothing" / "no cap"); NaN, negatives and non-numbers are errors.
+// Whole numbers only; Infinity is an honest "no cap". A limit that would switch scanning off (a
+// maxFileSize of 0, a maxScanTime of 0, a fraction) is refused: each has a minimum below which the
+// scanner would pass everything unscanned. NaN, negatives and non-numbers are errors.
 
 /**
  * Why a scan stopped short of the whole message. Most are limits; encrypted and corrupt are what a
@@ -98,6 +100,14 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({ ...DEFAULT_SCAN_
 /** Lower bounds that are not 0: below them the product would break its promises. */
 const MINIMUM: Partial<Record<keyof Limits, number>> = {
   clientIdleTimeout: 10 * 60_000, // RFC 1939 §3: an autologout timer MUST be at least 10 minutes
+  // Below these nothing real gets scanned: an EICAR file is 68 bytes, a tiny message a few hundred.
+  maxScanSize: 512,
+  maxFileSize: 512,
+  maxMessageSize: 512,
+  maxSpooledMessageSize: 512,
+  maxFiles: 1,
+  maxRecursion: 1,
+  maxScanTime: 100,
   maxClientLine: 512,
   maxUpstreamLine: 512,
   upstreamLoginTimeout: 1000,
@@ -119,6 +129,7 @@ export function validateLimit(key: keyof Limits, value: unknown): number {
     throw new LimitError(key, `${key}: expected a number, got ${JSON.stringify(value)}`);
   }
   if (value < 0) throw new LimitError(key, `${key}: must not be negative (got ${value})`);
+  if (value !== Infinity && !Number.isSafeInteger(value)) throw new LimitError(key, `${key}: expected a whole number (got ${value})`);
   const min = MINIMUM[key];
   if (min !== undefined && value < min) throw new LimitError(key, `${key}: must be at least ${min} (got ${value})`);
   return value;

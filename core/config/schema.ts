@@ -245,6 +245,10 @@ export function validateConfig(input: unknown, source: string, base: Readonly<Co
       if (key === "limits") {
         if (!isObject(value)) throw new Problem("limits", `expected an object, got ${show(value)}`);
         // JSON has no Infinity: the string "Infinity" spells "no cap" in a file.
+        for (const [k, x] of Object.entries(value)) {
+          // 1e400 reads as Infinity: a typo, not a choice; "no cap" is written "Infinity".
+          if (typeof x === "number" && !Number.isFinite(x)) throw new Problem(`limits.${k}`, `expected a whole number, got ${x} (write "Infinity" for no cap)`);
+        }
         const limits = Object.fromEntries(Object.entries(value).map(([k, x]) => [k, x === "Infinity" ? Infinity : x]));
         try {
           out.limits = resolveLimits({ ...out.limits, ...limits });

@@ -130,11 +130,12 @@ describe("scan-file", () => {
   });
 
   test("--unscanned: over a limit is reported; ok exits 0, fail exits 1", async () => {
-    const env = { MAILSENTRY_LIMITS_MAXSCANSIZE: "10" };
-    const ok = await run(["scan-file", p("clean.eml")], { env });
+    await writeFile(p("long.eml"), cleanEml("long") + "a line of text\n".repeat(200));
+    const env = { MAILSENTRY_LIMITS_MAXSCANSIZE: "1024" };
+    const ok = await run(["scan-file", p("long.eml")], { env });
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toContain(`${p("clean.eml")}: unscanned (too-large)`);
-    const fail = await run(["scan-file", "--unscanned=fail", "-q", p("clean.eml")], { env });
+    expect(ok.stdout).toContain(`${p("long.eml")}: unscanned (too-large)`);
+    const fail = await run(["scan-file", "--unscanned=fail", "-q", p("long.eml")], { env });
     expect(fail.code).toBe(1);
     expect(fail.stdout).toContain("unscanned (too-large)");
   });

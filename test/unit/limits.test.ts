@@ -9,8 +9,11 @@ describe("limits", () => {
     expect(DEFAULT_LIMITS.maxFiles).toBe(10_000);
     expect(DEFAULT_LIMITS.maxScanTime).toBe(30_000);
   });
-  test("0 and Infinity are honest values", () => {
-    expect(resolveLimits({ maxFiles: 0, maxScanSize: Infinity })).toMatchObject({ maxFiles: 0, maxScanSize: Infinity });
+  test("Infinity is an honest value (no cap); limits that would switch scanning off are refused", () => {
+    expect(resolveLimits({ maxFiles: 1, maxScanSize: Infinity })).toMatchObject({ maxFiles: 1, maxScanSize: Infinity });
+    for (const [k, v] of [["maxFileSize", 0], ["maxFileSize", 1.5], ["maxScanSize", 0], ["maxFiles", 0], ["maxScanTime", 0], ["maxRecursion", 2.5], ["maxMessageSize", 100]] as const) {
+      expect(() => resolveLimits({ [k]: v })).toThrow(new RegExp(`${k}: (must be at least|expected a whole number)`));
+    }
   });
   test.each([NaN, -1, "10", null, true])("%p is refused with the key named", (v) => {
     expect(() => resolveLimits({ maxFileSize: v })).toThrow(LimitError);
