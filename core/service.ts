@@ -28,7 +28,8 @@ import { QuarantineStore } from "./quarantine/store.ts";
 import { policyFromConfig } from "./rewrite/index.ts";
 import type { Engine } from "./scan/engine.ts";
 import { formatLoadReport } from "./scan/signatures/load.ts";
-import { chainFromConfig, describeChain, type Chain } from "./scan/chain.ts";
+import { describeChain, type Chain } from "./scan/chain.ts";
+import { chainFromConfig } from "./net/engines/index.ts";
 import { ensureLeaf } from "./tls/ca.ts";
 
 /** The generation's filter; source names the message in the quarantine. */

@@ -5,7 +5,7 @@ import { defineCommand } from "citty";
 import { stat } from "node:fs/promises";
 import { loadConfig } from "../../core/config/index.ts";
 import type { EngineCheck } from "../../core/scan/engine.ts";
-import { chainFromConfig } from "../../core/scan/chain.ts";
+import { chainFromConfig } from "../../core/net/engines/index.ts";
 import { BuiltinEngine } from "../../core/scan/engines/builtin.ts";
 import { PRODUCT } from "../report.ts";
 import { withClamdFlag } from "./scan-file.ts";

@@ -5,7 +5,7 @@ import type { Limits } from "../limits.ts";
 import type { QuarantineStore } from "../quarantine/store.ts";
 import type { ActionPolicy } from "../rewrite/index.ts";
 import { describeVerdict, type Verdict } from "../scan/verdict.ts";
-import { describeChain, mergeChanges, mergeFindings, scanWithEngines, type Chain } from "../scan/chain.ts";
+import { describeChain, mergeFindings, scanWithEngines, type Chain } from "../scan/chain.ts";
 import type { MessageBytes, MessageScanner, ScanJob, Scanned } from "./scan-job.ts";
 import { Spool } from "./spool.ts";
 
@@ -106,7 +106,7 @@ async function scanWithChain<B extends MessageBytes>(scanner: MessageScanner, ra
   builtinFound = first.result.verdict.kind === "infected";
   if (chain.mode === "first-detection" && builtinFound) return first;
   let extra = await external;
-  if (!mergeChanges(first.result, extra)) return first;
+  if (mergeFindings(first.result, extra) === first.result) return first;
   // clamd and ICAP name no part. When the built-in engine cleaned parts, the cleaned copy is asked
   // again: if the engines find nothing in it, their detection was in those parts and the cleaned
   // copy stands; otherwise the whole message answers for it (replaced).
@@ -115,7 +115,7 @@ async function scanWithChain<B extends MessageBytes>(scanner: MessageScanner, ra
     const again = await scanWithEngines(chain, copy);
     if (!again.findings.some((f) => f.verdict.kind === "infected" || f.verdict.kind === "error")) {
       extra = { ...extra, findings: extra.findings.filter((f) => f.verdict.kind !== "infected") };
-      if (!mergeChanges(first.result, extra)) return first;
+      if (mergeFindings(first.result, extra) === first.result) return first;
     }
   }
   const result = mergeFindings(first.result, extra);

@@ -217,7 +217,7 @@ export class Relay {
       if (this.o.onUnscanned["too-large"] !== "deliver") {
         log.warn("message too large to scan, refused", { number: expect.msg, onUnscanned: this.o.onUnscanned["too-large"], maxSpooledMessageSize: spoolMax });
         mode = "skip";
-        this.dropSpool(spool);
+        (spool as Spool | null)?.remove();
         spool = null;
         return;
       }
@@ -246,7 +246,7 @@ export class Relay {
         // No room or no right to spool: a temporary failure, never an unscanned pass.
         log.error("message could not be spooled for scanning", { number: expect.msg, error: e });
         mode = "failed";
-        this.dropSpool(spool);
+        (spool as Spool | null)?.remove();
         spool = null;
       }
     };
@@ -273,7 +273,7 @@ export class Relay {
         }
       }, limits.upstreamReadTimeout);
     } catch (e) {
-      this.dropSpool(spool);
+      (spool as Spool | null)?.remove();
       throw new RelayAbort(`upstream failed mid-message: ${(e as Error).message}`);
     }
     this.o.stats.messages++;
@@ -319,10 +319,6 @@ export class Relay {
       spool.remove();
       copy?.remove();
     }
-  }
-
-  private dropSpool(spool: Spool | null): void {
-    spool?.remove();
   }
 
   /** Sends the filter's outcome for raw with its status line (the octet count fixed if it changed). */

@@ -1,13 +1,10 @@
 // The engine chain: the built-in pipeline (its own engine inside) and the message engines (clamd,
 // ICAP) scan one message concurrently; the worst verdict wins (infected > error > unscanned >
-// clean) and every finding names its engine. In first-detection mode the first engine that finds
+// clean) and every finding names its engine. The network engines themselves live in core/net/engines. In first-detection mode the first engine that finds
 // something infected settles the message and the others' answers are not waited for.
-import type { Config, EngineConfig } from "../config/types.ts";
-import type { ScanLimits } from "../limits.ts";
+import type { Config } from "../config/types.ts";
 import type { MimePart } from "../mime/types.ts";
 import type { EngineResult, MessageEngine, StreamSource } from "./engine.ts";
-import { CLAMD_DEFAULTS, ClamdEngine } from "./engines/clamd.ts";
-import { IcapEngine } from "./engines/icap.ts";
 import { scanMessage, type ScanContext } from "./pipeline.ts";
 import { worse, type Finding, type ScanResult, type Verdict } from "./verdict.ts";
 
@@ -16,24 +13,6 @@ export interface Chain {
   builtin: boolean;
   engines: MessageEngine[];
   mode: Config["engineMode"];
-}
-
-/** The message engines a configuration names, in order (the built-in one is the pipeline's). */
-export function chainFromConfig(c: Pick<Config, "engines" | "engineMode" | "limits">): Chain {
-  const engines: MessageEngine[] = [];
-  for (const e of c.engines) {
-    if (e === "builtin") continue;
-    engines.push(messageEngine(e, c.limits));
-  }
-  return { builtin: c.engines.includes("builtin"), engines, mode: c.engineMode };
-}
-
-function messageEngine(e: Exclude<EngineConfig, "builtin">, limits: ScanLimits): MessageEngine {
-  // An engine gets at least the pipeline's own time per message, as clamd's MaxScanTime would.
-  const timeoutMs = e.timeout ?? Math.max(CLAMD_DEFAULTS.timeoutMs, limits.maxScanTime + 5000);
-  const connections = e.connections ?? CLAMD_DEFAULTS.connections;
-  if ("clamd" in e) return new ClamdEngine({ addresses: e.clamd, timeoutMs, connections });
-  return new IcapEngine({ urls: e.icap, timeoutMs, connections });
 }
 
 /** "builtin, ClamAV 1.4.6/27480" — what X-Virus-Scanned names after the product. */
@@ -100,10 +79,6 @@ export function mergeFindings(base: ScanResult, extra: EngineScan): ScanResult {
   return { ...base, verdict, findings };
 }
 
-/** Whether merging changes anything (the engines found something, or covered an unsupported member). */
-export function mergeChanges(base: ScanResult, extra: EngineScan): boolean {
-  return mergeFindings(base, extra) !== base;
-}
 
 /**
  * A whole scan on this thread (the CLI): the pipeline and the message engines concurrently, merged.

@@ -4,7 +4,7 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { clamdRequest, parseClamdAddress } from "../../core/scan/engines/clamd-wire.ts";
+import { clamdRequest, parseClamdAddress } from "../../core/net/engines/clamd-wire.ts";
 import { EICAR_TEXT } from "./eicar.ts";
 import { freePort } from "./proxy.ts";
 

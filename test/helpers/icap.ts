@@ -3,7 +3,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { IcapEngine } from "../../core/scan/engines/icap.ts";
+import { IcapEngine } from "../../core/net/engines/icap.ts";
 import { freePort } from "./proxy.ts";
 
 export interface CIcap extends AsyncDisposable {

@@ -11,7 +11,7 @@ import { inlineScanner } from "../../core/filter/scan-job.ts";
 import { createLogger } from "../../core/log.ts";
 import { QuarantineStore } from "../../core/quarantine/store.ts";
 import { policyFromConfig } from "../../core/rewrite/index.ts";
-import { chainFromConfig } from "../../core/scan/chain.ts";
+import { chainFromConfig } from "../../core/net/engines/index.ts";
 import { BuiltinEngine } from "../../core/scan/engines/builtin.ts";
 import { eicar } from "../helpers/eicar.ts";
 import { attachment, leaf, message, multipart, pseudoRandom } from "../helpers/messages.ts";

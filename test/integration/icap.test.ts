@@ -2,7 +2,7 @@
 // and against scripted ICAP services for what a real one will not do on demand (an early answer
 // to the preview, a 200 that names no threat, errors, stalls, Max-Connections).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { IcapEngine, parseIcapUrl, threatOf } from "../../core/scan/engines/icap.ts";
+import { IcapEngine, parseIcapUrl, threatOf } from "../../core/net/engines/icap.ts";
 import { hdbLine, startClamd, type Clamd } from "../helpers/clamd.ts";
 import { have } from "../helpers/clients.ts";
 import { eicar } from "../helpers/eicar.ts";

@@ -5,9 +5,9 @@
 // Continue). A detection is read from X-Infection-Found (Threat=…) or X-Virus-ID; a 200 that
 // names none is still a changed message, so it counts as a detection by the service. Same farm,
 // timeout, failover and error rules as clamd: every address failing is an engine error.
-import type { Socket } from "bun";
-import type { EngineCheck, EngineResult, MessageEngine, StreamSource } from "../engine.ts";
+import type { EngineCheck, EngineResult, MessageEngine, StreamSource } from "../../scan/engine.ts";
 import { Farm, type Member } from "./farm.ts";
+import { ServiceConnection, withTimeout } from "./stream.ts";
 
 export interface IcapOptions {
   /** icap://host[:port]/service (icaps:// for TLS). */
@@ -32,6 +32,10 @@ interface Options {
   until: number;
 }
 
+function targetOf(s: IcapService) {
+  return { host: s.host, port: s.port, tls: s.tls };
+}
+
 export function parseIcapUrl(url: string): IcapService {
   const m = /^(icaps?):\/\/(\[[^\]]+\]|[^/:\s]+)(?::(\d{1,5}))?(\/\S*)?$/i.exec(url.trim());
   if (!m) throw new Error(`not an ICAP URL: ${JSON.stringify(url)} (e.g. icap://127.0.0.1:1344/avscan)`);
@@ -46,92 +50,16 @@ const CRLF = "\r\n";
 const CHUNK = 64 * 1024;
 const MAX_HEAD = 64 * 1024;
 
-/** The ICAP answer to one request: status, headers (lower-case names), and the connection to go on with. */
+/** The ICAP answer to one request: status and headers (lower-case names). */
 interface IcapReply {
   status: number;
   headers: Map<string, string>;
 }
 
-/** One ICAP connection: writes with backpressure, reads replies head by head. */
-class IcapConnection {
-  private buf = Buffer.alloc(0);
-  private wake: (() => void) | null = null;
-  private drained: (() => void) | null = null;
-  private closed = false;
-  private failure: Error | null = null;
-
-  private constructor(private readonly socket: Socket<IcapConnection>, readonly where: string) {}
-
-  static async open(s: IcapService, timeoutMs: number): Promise<IcapConnection> {
-    const where = s.uri;
-    let conn: IcapConnection | null = null;
-    const handlers = {
-      data(sock: Socket<IcapConnection>, chunk: Uint8Array) { sock.data.receive(chunk); },
-      drain(sock: Socket<IcapConnection>) { sock.data.onDrain(); },
-      close(sock: Socket<IcapConnection>) { sock.data?.onClose(null); },
-      error(sock: Socket<IcapConnection>, e: Error) { sock.data?.onClose(e); },
-    };
-    const connecting = Bun.connect<IcapConnection>({ hostname: s.host, port: s.port, tls: s.tls ? { serverName: s.host } : undefined, socket: handlers, data: undefined as unknown as IcapConnection });
-    const socket = await withTimeout(connecting, timeoutMs, `${where}: cannot connect within ${timeoutMs} ms`).catch((e: Error) => {
-      throw new Error(e.message.startsWith(where) ? e.message : `${where}: cannot connect: ${e.message}`);
-    });
-    conn = new IcapConnection(socket, where);
-    socket.data = conn;
-    return conn;
-  }
-
-  receive(chunk: Uint8Array): void {
-    this.buf = Buffer.concat([this.buf, chunk]);
-    this.wake?.();
-  }
-
-  onDrain(): void {
-    const d = this.drained;
-    this.drained = null;
-    d?.();
-  }
-
-  onClose(e: Error | null): void {
-    this.closed = true;
-    this.failure ??= e;
-    this.wake?.();
-    this.onDrain();
-  }
-
-  /** True when the service answered before we finished sending (it needs no more). */
-  get answered(): boolean {
-    return this.buf.length > 0;
-  }
-
-  async write(bytes: Uint8Array | string): Promise<void> {
-    const b = typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes;
-    let at = 0;
-    while (at < b.length) {
-      if (this.closed) throw new Error(`${this.where}: connection closed while sending${this.failure ? `: ${this.failure.message}` : ""}`);
-      at += Math.max(0, this.socket.write(b.subarray(at)));
-      if (at < b.length) await new Promise<void>((r) => { this.drained = r; });
-    }
-  }
-
-  /** The next reply head (status line and headers). */
-  async reply(): Promise<IcapReply> {
-    for (;;) {
-      const end = this.buf.indexOf("\r\n\r\n");
-      if (end >= 0) {
-        const head = this.buf.subarray(0, end).toString("latin1");
-        this.buf = this.buf.subarray(end + 4);
-        return parseHead(head, this.where);
-      }
-      if (this.buf.length > MAX_HEAD) throw new Error(`${this.where}: reply head longer than ${MAX_HEAD} bytes`);
-      if (this.closed) throw new Error(`${this.where}: connection closed without a reply${this.failure ? `: ${this.failure.message}` : ""}`);
-      await new Promise<void>((r) => { this.wake = r; });
-      this.wake = null;
-    }
-  }
-
-  close(): void {
-    this.socket.end();
-  }
+/** The next reply head (status line and headers) on the connection. */
+async function replyOf(conn: ServiceConnection): Promise<IcapReply> {
+  const head = await conn.read((b) => { const end = b.indexOf("\r\n\r\n"); return end < 0 ? -1 : end + 4; }, MAX_HEAD);
+  return parseHead(head.subarray(0, head.length - 4).toString("latin1"), conn.where);
 }
 
 function parseHead(head: string, where: string): IcapReply {
@@ -148,12 +76,6 @@ function parseHead(head: string, where: string): IcapReply {
     headers.set(last, line.slice(i + 1).trim());
   }
   return { status: Number(m[1]), headers };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const t = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 /** The detection an ICAP reply names (X-Infection-Found's Threat, X-Virus-ID, X-Violations-Found), or null. */
@@ -201,10 +123,10 @@ export class IcapEngine implements MessageEngine {
   private async optionsOf(m: Member<IcapService>, fresh = false): Promise<Options> {
     const cached = this.options.get(m.text);
     if (cached && !fresh && cached.until > Date.now()) return cached;
-    const conn = await IcapConnection.open(m.address, this.config.timeoutMs);
+    const conn = await ServiceConnection.open(targetOf(m.address), m.address.uri, this.config.timeoutMs);
     try {
       await conn.write(`OPTIONS ${m.address.uri} ICAP/1.0${CRLF}Host: ${m.address.host}${CRLF}Encapsulated: null-body=0${CRLF}${CRLF}`);
-      const r = await withTimeout(conn.reply(), this.config.timeoutMs, `${m.text}: no OPTIONS answer within ${this.config.timeoutMs} ms`);
+      const r = await withTimeout(replyOf(conn), this.config.timeoutMs, `${m.text}: no OPTIONS answer within ${this.config.timeoutMs} ms`);
       if (r.status !== 200) throw new Error(`${m.text}: OPTIONS answered ${r.status}`);
       const methods = (r.headers.get("methods") ?? "").toUpperCase();
       if (methods && !methods.includes("RESPMOD")) throw new Error(`${m.text}: the service does not take RESPMOD (Methods: ${methods})`);
@@ -244,7 +166,7 @@ export class IcapEngine implements MessageEngine {
   scanMessage(raw: Uint8Array | StreamSource): Promise<EngineResult> {
     return this.farm.run("icap", async (m) => {
       const o = await this.optionsOf(m);
-      return withTimeout(this.respmod(m.address, o, raw), this.config.timeoutMs, `${m.text}: no answer within ${this.config.timeoutMs} ms`);
+      return this.respmod(m.address, o, raw);
     });
   }
 
@@ -260,8 +182,8 @@ export class IcapEngine implements MessageEngine {
       ...(preview !== null ? [`Preview: ${preview}`] : []),
       `Encapsulated: req-hdr=0, res-hdr=${reqHdr.length}, res-body=${reqHdr.length + resHdr.length}`,
     ].join(CRLF) + CRLF + CRLF;
-    const conn = await IcapConnection.open(s, this.config.timeoutMs);
-    try {
+    const conn = await ServiceConnection.open(targetOf(s), s.uri, this.config.timeoutMs);
+    const exchange = async (): Promise<EngineResult> => {
       await conn.write(head + reqHdr + resHdr);
       let at = 0;
       if (preview !== null) {
@@ -269,9 +191,9 @@ export class IcapEngine implements MessageEngine {
         at = preview;
         // ieof: the preview is the whole body, nothing will follow a 100 Continue.
         await conn.write(at >= size ? `0; ieof${CRLF}${CRLF}` : `0${CRLF}${CRLF}`);
-        const r = await conn.reply();
+        const r = await replyOf(conn);
         if (r.status !== 100) return this.verdict(s, r);
-        if (at >= size) return this.verdict(s, await conn.reply());
+        if (at >= size) return this.verdict(s, await replyOf(conn));
       }
       while (at < size && !conn.answered) {
         const piece = slice(raw, at, Math.min(at + CHUNK, size));
@@ -280,11 +202,14 @@ export class IcapEngine implements MessageEngine {
         at += piece.length;
       }
       if (!conn.answered) await conn.write(`0${CRLF}${CRLF}`);
-      let r = await conn.reply();
-      if (r.status === 100) r = await conn.reply(); // a Continue we did not need (no preview): skip it
+      let r = await replyOf(conn);
+      if (r.status === 100) r = await replyOf(conn); // a Continue we did not need (no preview): skip it
       return this.verdict(s, r);
+    };
+    try {
+      return await withTimeout(exchange(), this.config.timeoutMs, `${s.uri}: no answer within ${this.config.timeoutMs} ms`);
     } finally {
-      conn.close();
+      conn.close(); // also a stalled service, cut by the timeout
     }
   }
 

@@ -9,7 +9,7 @@
 // 10 KB INSTREAM takes, and IDSESSION's one-connection-many-replies would tie every scan of a
 // session to one clamd thread and to its CommandReadTimeout.
 import type { UnscannedReason } from "../../limits.ts";
-import type { EngineCheck, EngineResult, MessageEngine, StreamSource } from "../engine.ts";
+import type { EngineCheck, EngineResult, MessageEngine, StreamSource } from "../../scan/engine.ts";
 import { clamdRequest, formatClamdAddress, parseClamdAddress, type ClamdAddress } from "./clamd-wire.ts";
 import { Farm } from "./farm.ts";
 
