@@ -4,7 +4,7 @@
 // @peculiar/x509 (local CA) needs the Reflect metadata polyfill installed before it loads; in the
 // compiled bundle the lazily loaded chunk can evaluate it too late, so the entry point installs it.
 import "reflect-metadata";
-import type { ArgsDef, CommandDef } from "citty";
+import type { ArgDef, ArgsDef, CommandDef } from "citty";
 import { keepFreedMemory } from "./allocator.ts";
 import { EXIT_ERROR, UsageError, VERSION } from "./report.ts";
 
@@ -127,6 +127,16 @@ async function resolveChain(root: Cmd, argv: string[]): Promise<{ cmd: Cmd; pare
   }
 }
 
+/**
+ * A positional marked rawPositional is read by its command from rawArgs (so "-1" is a value, not a
+ * flag) and so is optional to citty's parser; it is required all the same, and the usage says so.
+ */
+function forUsage(cmd: Cmd): Cmd {
+  const args = cmd.args as Record<string, ArgDef & { rawPositional?: boolean }> | undefined;
+  if (!args || !Object.values(args).some((a) => a.rawPositional)) return cmd;
+  return { ...cmd, args: Object.fromEntries(Object.entries(args).map(([k, a]) => [k, a.rawPositional ? { ...a, required: true } : a])) } as Cmd;
+}
+
 const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "");
 
 async function run(argv: string[]): Promise<void> {
@@ -142,7 +152,7 @@ async function run(argv: string[]): Promise<void> {
     }
     const { cmd, parent, help } = await resolveChain(main, argv);
     if (help) {
-      process.stdout.write(`${await renderUsage(cmd, parent)}\n`);
+      process.stdout.write(`${await renderUsage(forUsage(cmd), parent)}\n`);
       return;
     }
     await runCommand(main, { rawArgs: argv });

@@ -1,6 +1,7 @@
 // What scan-file and scan-mbox print, and the exit code. One shape for both commands, documented
 // in the README: a human line per file/message, or one JSON document with --json.
 import pkg from "../package.json" with { type: "json" };
+import { formatBytes } from "../core/limits.ts";
 import type { Finding, Verdict } from "../core/scan/verdict.ts";
 
 export const VERSION: string = pkg.version;
@@ -122,12 +123,15 @@ export class Reporter {
     else this.summary.errors++;
   }
 
-  /** A file-level result (scan-file), or a file that could not be read at all (either command). */
-  file(r: FileReport, bytes = 0): void {
+  /**
+   * A file-level result (scan-file), or a file that could not be read at all (either command;
+   * unread). An unread file is an error but was not scanned: summary.scanned counts what was.
+   */
+  file(r: FileReport, bytes = 0, unread = false): void {
     this.summary.files++;
     this.summary.bytes += bytes;
-    if (r.kind !== "mbox") this.count(r.verdict, r.findings);
-    else if (r.error) this.summary.errors++; // an unreadable mbox is an error, not a scanned message
+    if (r.kind !== "mbox" && !unread) this.count(r.verdict, r.findings);
+    else if (r.error) this.summary.errors++;
     if (!this.opts.json && r.kind !== "mbox" && this.shows(r.verdict)) this.out(`${r.file}: ${r.error ? `error: ${r.error}` : r.detail}${r.written ? ` [${r.written}]` : ""}`);
     if (!this.opts.json && r.kind === "mbox" && r.error && this.shows("error")) this.out(`${r.file}: error: ${r.error}`);
     if (this.opts.json && this.opts.quiet && r.messages) r.messages = r.messages.filter((m) => this.shows(m.verdict));
@@ -168,16 +172,11 @@ export class Reporter {
       this.out(JSON.stringify({ version: VERSION, files: this.files, summary: s, exitCode: code }, null, 2));
     } else if (!this.opts.quiet) {
       const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
-      const where = unit === "message" ? `${plural(s.scanned, "message")} in ${plural(s.files, "file")}` : plural(s.scanned, "file");
+      const where = unit === "message" ? `${plural(s.scanned, "message")} in ${plural(s.files, "file")}` : plural(s.files, "file");
       this.out(`scanned ${where}: ${s.clean} clean, ${s.infected} infected, ${s.unscanned} unscanned, ${plural(s.errors, "error")} (${formatBytes(s.bytes)} in ${s.seconds.toFixed(2)} s)`);
     }
     return code;
   }
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GB`;
-}
+export { formatBytes };

@@ -145,3 +145,15 @@ export function resolveLimits(overrides: Record<string, unknown> = {}): Limits {
   }
   return out;
 }
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+}
+
+/** The detail of a too-large verdict: which limit was hit, so a user knows what to raise. */
+export function overLimit(key: keyof Limits, value: number): string {
+  return `over limits.${key} ${formatBytes(value)}`;
+}

@@ -1,7 +1,7 @@
 // `mailsentry config show|path|get|set|unset|validate|ca|engines`: the effective configuration and the file
 // behind it. set/unset edit only what the user wrote in the file, validate before writing, and
 // write atomically; show/get print defaults ← file ← MAILSENTRY_* environment.
-import { defineCommand } from "citty";
+import { defineCommand, type ArgDef } from "citty";
 import {
   canonicalKey, getPath, loadConfig, parseValueText, quarantineDir, readConfigFile, resolvePaths, setPath, signaturesOrigin, signaturesProblem, unsetPath,
   validateConfig, writeConfigFile, ConfigError,
@@ -89,8 +89,8 @@ const set = defineCommand({
   meta: { name: "set", description: "Set KEY to VALUE in the config file (VALUE is JSON when it parses, else a string)" },
   args: {
     ...configArg,
-    key: { type: "positional", description: "Dotted key, e.g. limits.maxFileSize", required: false },
-    value: { type: "positional", description: "true, 30, null, [\"a\"], or plain text", required: false },
+    key: { type: "positional", description: "Dotted key, e.g. limits.maxFileSize", required: false, rawPositional: true } as ArgDef,
+    value: { type: "positional", description: "true, 30, null, [\"a\"], or plain text", required: false, rawPositional: true } as ArgDef,
   },
   async run({ args, rawArgs }) {
     const [key, text, extra] = positionals(rawArgs);

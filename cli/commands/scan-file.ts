@@ -1,13 +1,14 @@
 // `mailsentry scan-file FILE…`: each file is scanned as a message when it looks like one, else as an
 // object (archive or raw file); `-` is stdin. The input is only ever read; --clean-to writes copies.
 import { defineCommand } from "citty";
+import { createReadStream } from "node:fs";
 import { mkdir, open, rename, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { loadConfig, signaturesOrigin, signaturesProblem, type Config } from "../../core/config/index.ts";
 import { stateDir } from "../../core/config/paths.ts";
 import { spooledLimits } from "../../core/filter/scan-job.ts";
 import { Spool, spoolDir } from "../../core/filter/spool.ts";
-import type { Limits } from "../../core/limits.ts";
+import { overLimit, type Limits } from "../../core/limits.ts";
 import { messageId } from "../../core/mime/parse.ts";
 import { applyPolicyChunks, policyFromConfig, type ActionPolicy, type RewriteDraft, type RewriteOutcome } from "../../core/rewrite/index.ts";
 import type { Engine } from "../../core/scan/engine.ts";
@@ -109,41 +110,55 @@ interface Input {
   data: Uint8Array;
   /** Set when the input was bigger than maxMessageSize: data is a map of this private copy. */
   spool: Spool | null;
-  tooLarge: boolean;
-  /** Bytes read (for an input over the last cap: as far as it was read). */
+  /** Set when reading stopped at a limit: which one (the verdict's detail). */
+  overLimit: string | null;
+  /** Bytes read (for an input over its limit: as far as it was read). */
   size: number;
 }
 
+/** Bytes enough to tell a message from other data (looksLikeMessage reads this much). */
+const SNIFF_BYTES = 8192;
+
 /**
- * Reads one input as a stream, whatever it is (file, FIFO, device, stdin): up to maxMessageSize into
- * memory, beyond it into a private spool file that is then mapped (the proxy's rule, so a padded
- * message is scanned here too), and past maxSpooledMessageSize reading stops: too large.
+ * Reads one input as a stream, whatever it is (file, FIFO, device, stdin), and stops at its limit:
+ * a message up to maxSpooledMessageSize (into memory up to maxMessageSize, beyond it into a private
+ * spool file that is then mapped, the proxy's rule, so a padded message is scanned here too); any
+ * other object up to maxFileSize, past which the scan could only say "too large" anyway. So
+ * `scan-file /dev/zero` ends after 30 MB instead of never.
  */
 async function readInput(file: string, limits: Limits): Promise<Input> {
-  let chunks: AsyncIterable<Uint8Array>;
-  if (file === "-") chunks = Bun.stdin.stream();
-  else {
+  const named = /\.eml$/i.test(file); // a file named .eml is a message, whatever its first bytes
+  if (file !== "-") {
     const st = await stat(file);
     if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
-    if (st.isFile() && st.size <= limits.maxMessageSize) {
+    if (st.isFile() && st.size <= Math.min(limits.maxMessageSize, limits.maxFileSize)) {
       const fh = await open(file, "r");
       try {
-        return { data: await fh.readFile(), spool: null, tooLarge: false, size: st.size };
+        return { data: await fh.readFile(), spool: null, overLimit: null, size: st.size };
       } finally {
         await fh.close();
       }
     }
-    chunks = Bun.file(file).stream();
   }
+  // Bun.file refuses character devices; a node stream reads files, FIFOs and devices alike.
+  const chunks: AsyncIterable<Uint8Array> = file === "-" ? Bun.stdin.stream() : createReadStream(file);
   const parts: Uint8Array[] = [];
   let size = 0;
   let spool: Spool | null = null;
+  let cap: { key: "maxSpooledMessageSize" | "maxFileSize"; value: number } | null = null;
+  const decide = (head: Uint8Array) =>
+    named || looksLikeMessage(head)
+      ? { key: "maxSpooledMessageSize" as const, value: limits.maxSpooledMessageSize }
+      : { key: "maxFileSize" as const, value: limits.maxFileSize };
   try {
     for await (const chunk of chunks) {
       size += chunk.length;
-      if (size > limits.maxSpooledMessageSize) {
+      // Not yet spooled here: until the first SNIFF_BYTES are in, every byte is in parts.
+      if (!cap && size >= SNIFF_BYTES) cap = decide(parts.length === 0 ? chunk : Buffer.concat([...parts, chunk]));
+      // Leaving the loop closes the stream: nothing past the limit is read.
+      if (cap && size > cap.value) {
         spool?.remove();
-        return { data: new Uint8Array(0), spool: null, tooLarge: true, size };
+        return { data: new Uint8Array(0), spool: null, overLimit: overLimit(cap.key, cap.value), size };
       }
       if (spool) spool.write(chunk);
       else if (size <= limits.maxMessageSize) parts.push(chunk);
@@ -157,8 +172,8 @@ async function readInput(file: string, limits: Limits): Promise<Input> {
     spool?.remove();
     throw e;
   }
-  if (spool) return { data: spool.map(), spool, tooLarge: false, size };
-  return { data: Buffer.concat(parts), spool: null, tooLarge: false, size };
+  if (spool) return { data: spool.map(), spool, overLimit: null, size };
+  return { data: Buffer.concat(parts), spool: null, overLimit: null, size };
 }
 
 export function errorText(e: unknown): string {
@@ -177,11 +192,11 @@ async function scanOne(file: string, s: ScanSetup, used: Set<string>): Promise<v
   try {
     input = await readInput(file, s.limits);
   } catch (e) {
-    s.reporter.file({ file: label, kind: "object", verdict: "error", detail: `error: ${errorText(e)}`, findings: [], error: errorText(e) });
+    s.reporter.file({ file: label, kind: "object", verdict: "error", detail: `error: ${errorText(e)}`, findings: [], error: errorText(e) }, 0, true);
     return;
   }
-  if (input.tooLarge) {
-    const v = { kind: "unscanned", reason: "too-large", path: "" } as const;
+  if (input.overLimit) {
+    const v = { kind: "unscanned", reason: "too-large", path: "", detail: input.overLimit } as const;
     s.reporter.file({ file: label, kind: "object", verdict: "unscanned", detail: describeVerdict(v), findings: findingsJson([{ verdict: v, partId: "" }]) }, input.size);
     return;
   }
@@ -228,9 +243,10 @@ export async function writeAtomic(path: string, data: Uint8Array | readonly Uint
     if (a && b && a.ino === b.ino && a.dev === b.dev) throw new Error(`${path} is the input itself; not overwritten`);
   }
   const tmp = `${path}.${process.pid}.tmp`;
-  if (data instanceof Uint8Array) await writeFile(tmp, data);
+  // Owner-only, as the cleaned mbox: a copy of someone's mail is as private as the original.
+  if (data instanceof Uint8Array) await writeFile(tmp, data, { mode: 0o600 });
   else {
-    const fh = await open(tmp, "w");
+    const fh = await open(tmp, "w", 0o600);
     try {
       for (const c of data) for (let at = 0; at < c.length;) at += (await fh.write(c, at, c.length - at)).bytesWritten;
     } finally {
@@ -247,6 +263,8 @@ export default defineCommand({
     const inputs = args._.map(String);
     const s = await prepareScan(args as ScanFlags, inputs);
     if (s.cleanTo) {
+      const st = await stat(s.cleanTo).catch(() => null);
+      if (st && !st.isDirectory()) throw new UsageError(`--clean-to ${s.cleanTo}: exists and is not a directory (scan-file writes one cleaned copy per input into a directory)`);
       try {
         await mkdir(s.cleanTo, { recursive: true });
       } catch (e) {

@@ -2,6 +2,7 @@
 // and atomically rewrites the raw file for `config set/unset` (only what the user wrote is kept there).
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { jsonErrorOffset, lineColumn } from "./json-error.ts";
 import { canonicalKey, ConfigError, parseValueText, setPath, validateConfig } from "./schema.ts";
 import { configFile, type Env } from "./paths.ts";
 import { DEFAULT_CONFIG, type Config } from "./types.ts";
@@ -39,11 +40,15 @@ export async function readConfigFile(file: string, missingOk = true): Promise<Re
     if (code === "ENOENT" && missingOk) return null;
     throw new ConfigError(file, "", code === "ENOENT" ? "no such file" : `cannot read (${code ?? (e as Error).message})`);
   }
+  // An empty file (touch config.json) means "nothing set": the defaults.
+  if (text.trim() === "") return {};
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(file, "", `invalid JSON (${(e as Error).message})`);
+    const at = jsonErrorOffset(text);
+    const where = at >= 0 ? ` at ${lineColumn(text, at)}` : "";
+    throw new ConfigError(file, "", `invalid JSON${where} (${(e as Error).message.replace(/^JSON Parse error: /, "")})`);
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(file, "", "expected a JSON object");
   return raw as Record<string, unknown>;

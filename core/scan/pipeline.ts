@@ -1,7 +1,7 @@
 // The scan pipeline: message → parts (decoded, uuencode blocks, nested messages) → archive members,
 // each handed to the engine under the ScanLimits. It reports what it found as a ScanResult; it never
 // decides an action. Awaits happen only when the engine is async or an archive is opened.
-import type { ScanLimits } from "../limits.ts";
+import { overLimit, type ScanLimits } from "../limits.ts";
 import { asBuffer } from "../mime/bytes.ts";
 import { decodeBase64, decodePartBody, findUuencoded, hasUrlAlphabet } from "../mime/decode.ts";
 import { decodeBase64Runs, findDataUris, guessBoundary } from "../mime/embedded.ts";
@@ -306,7 +306,7 @@ class Run {
   scanRaw(raw: Uint8Array): void | Promise<void> {
     if (this.stopped === "time-limit") return;
     if (raw.length > this.limits.maxScanSize) {
-      this.unscanned("too-large", "message", "");
+      this.unscanned("too-large", "message", "", overLimit("maxScanSize", this.limits.maxScanSize));
       return;
     }
     if (this.timeUp("message", "")) return;
@@ -327,12 +327,12 @@ class Run {
     if (data.length === 0) return;
     if (!this.admit(path, partId)) return;
     if (data.length > this.limits.maxFileSize) {
-      this.unscanned("too-large", path, partId);
+      this.unscanned("too-large", path, partId, overLimit("maxFileSize", this.limits.maxFileSize));
       return;
     }
     if (this.bytesScanned + data.length > this.limits.maxScanSize) {
       // The message's budget is spent: nothing after this could be scanned either, so stop here.
-      this.stop("too-large", path, partId);
+      this.stop("too-large", path, partId, overLimit("maxScanSize", this.limits.maxScanSize));
       return;
     }
     return this.callEngine(data, (hit) => {
@@ -392,10 +392,12 @@ class Run {
       if ("unscanned" in member) {
         if (!this.admit(memberPath, partId)) return;
         if (left() < this.limits.maxFileSize && (member.unscanned === "too-large" || member.unscanned === "bomb")) {
-          this.stop(member.unscanned, memberPath, partId); // the budget, not the member, ran out
+          // the budget, not the member, ran out
+          this.stop(member.unscanned, memberPath, partId, member.unscanned === "too-large" ? overLimit("maxScanSize", this.limits.maxScanSize) : undefined);
           return;
         }
-        this.unscanned(member.unscanned, memberPath, partId, member.detail);
+        const detail = member.detail ?? (member.unscanned === "too-large" ? overLimit("maxFileSize", this.limits.maxFileSize) : undefined);
+        this.unscanned(member.unscanned, memberPath, partId, detail);
       } else {
         const asMessage = /\.eml$/i.test(member.name) && looksLikeMessage(member.data);
         const pending = this.scanItem(member.data, memberPath, baseName(member.name), partId, depth + 1, asMessage);
@@ -423,8 +425,8 @@ class Run {
     return true;
   }
 
-  private stop(reason: UnscannedReason, path: string, partId: string): void {
-    if (!this.stopped) this.unscanned(reason, path, partId);
+  private stop(reason: UnscannedReason, path: string, partId: string, detail?: string): void {
+    if (!this.stopped) this.unscanned(reason, path, partId, detail);
     this.stopped = reason;
   }
 

@@ -14,7 +14,8 @@ export interface CliResult {
 
 export interface CliOptions {
   env?: Record<string, string>;
-  stdin?: string | Uint8Array;
+  /** Bytes, or a file (a device such as /dev/zero too) opened as stdin. */
+  stdin?: string | Uint8Array | { file: string };
   cwd?: string;
 }
 
@@ -42,7 +43,7 @@ export async function runCli(args: string[], opts: CliOptions = {}): Promise<Cli
   const proc = Bun.spawn([...cliCommand(), ...args], {
     cwd: opts.cwd ?? ROOT,
     env,
-    stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin]),
+    stdin: opts.stdin === undefined ? "ignore" : typeof opts.stdin === "object" && "file" in opts.stdin ? Bun.file(opts.stdin.file) : new Blob([opts.stdin]),
     stdout: "pipe",
     stderr: "pipe",
   });

@@ -1,18 +1,18 @@
 // The CLI end to end, as a user runs it: exit codes, report lines, --json, stdin, --clean-to (input
 // unchanged), --quiet, --unscanned, --sigs, the config subcommands, and usage mistakes.
 import { beforeAll, afterAll, describe, expect, test } from "bun:test";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MboxSplitter } from "../../core/mbox/reader.ts";
 import { makeZip } from "../helpers/archives.ts";
-import { cliSandbox, runCli } from "../helpers/cli.ts";
+import { cliSandbox, runCli, type CliOptions } from "../helpers/cli.ts";
 import { eicar, EICAR_TEXT } from "../helpers/eicar.ts";
 
 let box: Awaited<ReturnType<typeof cliSandbox>>;
 let d: string;
 const p = (name: string) => join(d, name);
 const sha = async (f: string) => new Bun.CryptoHasher("sha256").update(await readFile(f)).digest("hex");
-const run = (args: string[], opts: { stdin?: string | Uint8Array; env?: Record<string, string> } = {}) => runCli(args, { ...opts, env: { ...box.env, ...opts.env } });
+const run = (args: string[], opts: { stdin?: CliOptions["stdin"]; env?: Record<string, string> } = {}) => runCli(args, { ...opts, env: { ...box.env, ...opts.env } });
 
 const cleanEml = (id: string) => `From: a@example.org\nTo: b@example.org\nSubject: hello ${id}\nMessage-ID: <${id}@example.org>\n\nJust text.\nFrom the desk of a.\n`;
 const infectedEml = (id: string) =>
@@ -134,10 +134,10 @@ describe("scan-file", () => {
     const env = { MAILSENTRY_LIMITS_MAXSCANSIZE: "1024" };
     const ok = await run(["scan-file", p("long.eml")], { env });
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toContain(`${p("long.eml")}: unscanned (too-large)`);
+    expect(ok.stdout).toContain(`${p("long.eml")}: unscanned (too-large: over limits.maxScanSize 1.0 KB)`);
     const fail = await run(["scan-file", "--unscanned=fail", "-q", p("long.eml")], { env });
     expect(fail.code).toBe(1);
-    expect(fail.stdout).toContain("unscanned (too-large)");
+    expect(fail.stdout).toContain("unscanned (too-large: over limits.maxScanSize 1.0 KB)");
   });
 
   test("a message padded past maxMessageSize is scanned through the spool (file, stdin and FIFO); --clean-to keeps the padding", async () => {
@@ -165,10 +165,45 @@ describe("scan-file", () => {
     expect([viaFifo.code, viaFifo.stdout]).toEqual([1, expect.stringContaining("infected: Eicar-Test-Signature")]);
     // Past maxSpooledMessageSize it is too large, and reading stops there.
     const capped = await run(["scan-file", "-"], { env: { ...env, MAILSENTRY_LIMITS_MAXSPOOLEDMESSAGESIZE: "500000" }, stdin: eml });
-    expect([capped.code, capped.stdout]).toEqual([0, expect.stringContaining("unscanned (too-large)")]);
+    expect([capped.code, capped.stdout]).toEqual([0, expect.stringContaining("unscanned (too-large: over limits.maxSpooledMessageSize 488.3 KB)")]);
     const spool = join(box.env.XDG_STATE_HOME!, "mailsentry", "spool");
     const left = await readdir(spool).then(async (ds) => (await Promise.all(ds.map((x) => readdir(join(spool, x))))).flat(), () => []);
     expect(left).toEqual([]);
+  });
+
+  test("endless input (a device, stdin, a pipe) stops at the limit that applies and names it", async () => {
+    const env = { MAILSENTRY_LIMITS_MAXFILESIZE: "2000000" };
+    const device = await run(["scan-file", "--json", "/dev/zero"], { env });
+    const doc = JSON.parse(device.stdout);
+    expect([device.code, doc.files[0].detail]).toEqual([0, "unscanned (too-large: over limits.maxFileSize 1.9 MB)"]);
+    // Read just past the limit, not 0 B and not forever.
+    expect(doc.summary.bytes).toBeGreaterThan(2_000_000);
+    expect(doc.summary.bytes).toBeLessThan(3_000_000);
+    const stdin = await run(["scan-file", "-"], { env, stdin: { file: "/dev/zero" } });
+    expect([stdin.code, stdin.stdout]).toEqual([0, expect.stringContaining("(stdin): unscanned (too-large: over limits.maxFileSize 1.9 MB)")]);
+    const fifo = p("endless.fifo");
+    await Bun.spawn(["mkfifo", fifo]).exited;
+    const writer = Bun.spawn(["sh", "-c", `yes "random words, not a message" > "${fifo}"`], { stderr: "ignore" });
+    const viaFifo = await run(["scan-file", fifo], { env });
+    await writer.exited; // yes ends with SIGPIPE once the reader closed the pipe
+    expect([viaFifo.code, viaFifo.stdout]).toEqual([0, expect.stringContaining(`${fifo}: unscanned (too-large: over limits.maxFileSize 1.9 MB)`)]);
+    // A message is not held to maxFileSize: it is read (and spooled) up to maxSpooledMessageSize.
+    const eml = infectedEml("long-pipe") + "x".repeat(3_000_000);
+    const msg = await run(["scan-file", "-"], { env, stdin: eml });
+    expect([msg.code, msg.stdout]).toEqual([1, expect.stringContaining("infected: Eicar-Test-Signature")]);
+  });
+
+  test("--clean-to onto a file is a usage error; copies are owner-only; an unreadable input is an error, not a scanned file", async () => {
+    const notDir = p("not-a-dir");
+    await writeFile(notDir, "x");
+    const r = await run(["scan-file", "--clean-to", notDir, p("clean.eml")]);
+    expect([r.code, r.stderr]).toEqual([2, expect.stringContaining(`--clean-to ${notDir}: exists and is not a directory`)]);
+    expect(await readFile(notDir, "utf8")).toBe("x");
+    const out = p("owner-only");
+    const ok = await run(["scan-file", "--json", "--clean-to", out, p("clean.eml"), p("missing.eml")]);
+    expect(ok.code).toBe(2);
+    expect(JSON.parse(ok.stdout).summary).toMatchObject({ files: 2, scanned: 1, clean: 1, errors: 1 });
+    expect((await stat(join(out, "clean.eml"))).mode & 0o777).toBe(0o600);
   });
 
   test("--sigs loads ClamAV hash signatures from a directory", async () => {
@@ -300,6 +335,16 @@ describe("usage mistakes: one line on stderr, exit 2", () => {
 });
 
 describe("config", () => {
+  test("an empty config file means the defaults; broken JSON is named by line and column", async () => {
+    const file = p("hand-edited.json");
+    await writeFile(file, "");
+    const empty = await run(["config", "validate", file]);
+    expect(empty.code).toBe(0);
+    await writeFile(file, '{\n  "action": "clean",\n  "tagClean": tru\n}\n');
+    const broken = await run(["--config", file, "config", "show"]);
+    expect([broken.code, broken.stderr]).toEqual([2, expect.stringContaining(`${file}: invalid JSON at line 3, column 15`)]);
+  });
+
   test("path, set, get, unset, show, validate", async () => {
     const file = join(box.env.XDG_CONFIG_HOME!, "mailsentry", "config.json");
     const path = await run(["config", "path"]);
