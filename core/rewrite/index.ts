@@ -8,7 +8,7 @@ import { cleanTargets, noticeItem, replacePartEdit, type CleanTarget } from "./c
 import { detectionNames, describeFinding } from "./describe.ts";
 import { cutMessage, fitDrafts, type Draft } from "./fit.ts";
 import { encodeHeaderText, safeText, statusEdits } from "./headers.ts";
-import { decorated, DETAILS, noticeMessage, partNotice, type Detail, type NoticeText } from "./notice.ts";
+import { decorated, DETAILS, noticeMessage, partNotice, type Detail, type KeptNotes, type NoticeText } from "./notice.ts";
 import { NO_PAD } from "./padding.ts";
 import { originalKeptNote, quarantinesInfected, unscannedDecision, type ActionPolicy } from "./policy.ts";
 import { concat, lineEnding, spliceChunks } from "./splice.ts";
@@ -121,7 +121,7 @@ function infected(ctx: Ctx): RewriteDraft {
     extra: [],
     detections: found.length ? found.map((f) => `Detection: ${safeText(describeFinding(f), 400)}`) : [`Detection: ${safeText(names)}`],
     names: [`Detection: ${safeText(names)}`],
-    kept: quarantine ? originalKeptNote(policy.originalKept, ctx.raw) : null,
+    ...keptFields(quarantine ? originalKeptNote(policy.originalKept, ctx.raw) : null),
     minimal: "mailsentry removed this message (malware).",
   };
   if (targets) {
@@ -174,7 +174,11 @@ function replace(ctx: Ctx, status: string, infected: boolean, quarantine: boolea
 
 /** Notice text for a message withheld for a reason other than malware. */
 function withheldText(lines: string[], quarantine: boolean, ctx: Ctx, minimal: string): NoticeText {
-  return { lead: lines, extra: [], detections: [], names: [], kept: quarantine ? originalKeptNote(ctx.policy.originalKept, ctx.raw) : null, minimal };
+  return { lead: lines, extra: [], detections: [], names: [], ...keptFields(quarantine ? originalKeptNote(ctx.policy.originalKept, ctx.raw) : null), minimal };
+}
+
+function keptFields(k: KeptNotes | null): Pick<NoticeText, "kept" | "keptShort"> {
+  return { kept: k?.note ?? null, keptShort: k?.short ?? null };
 }
 
 function findFilename(tree: MimePart, id: string): string | null {

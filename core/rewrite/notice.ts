@@ -17,6 +17,12 @@ export interface NoticeItem {
 }
 
 /** A notice's text in pieces, so that a copy which must keep the original's size can drop some. */
+/** Where the original survives, as a sentence and in a few words (null: the sentence is short enough to lose). */
+export interface KeptNotes {
+  note: string;
+  short: string | null;
+}
+
 export interface NoticeText {
   /** What was removed and why: written at every detail but the smallest. */
   lead: string[];
@@ -28,6 +34,8 @@ export interface NoticeText {
   names: string[];
   /** Where the original survives, or null when it does not. */
   kept: string | null;
+  /** The same in a few words ("Quarantine id: …"), kept down to the last rung above minimal. */
+  keptShort: string | null;
   /** ASCII, at most 50 characters: the whole notice when nothing else fits. */
   minimal: string;
 }
@@ -36,9 +44,9 @@ export interface NoticeText {
  * How much of a notice a copy carries, richest first. Each step drops what a reader misses least:
  * blank lines, File: and the kept note; then where a detection was found; then our X-Virus-Scanned
  * field and the subject tag (X-Virus-Status stays); then the notice part's other header fields;
- * then all but one line.
+ * then all but one line and the quarantine id; then all but one line.
  */
-export const DETAILS = ["full", "compact", "names", "bare", "stripped", "minimal"] as const;
+export const DETAILS = ["full", "compact", "names", "bare", "stripped", "minimal-kept", "minimal"] as const;
 export type Detail = (typeof DETAILS)[number];
 
 export function noticeLines(t: NoticeText, detail: Detail): string[] {
@@ -47,12 +55,15 @@ export function noticeLines(t: NoticeText, detail: Detail): string[] {
       const details = [...t.extra, ...t.detections];
       return [...t.lead, ...(details.length ? ["", ...details] : []), ...(t.kept ? ["", t.kept] : [])];
     }
+    // The quarantine id is what lets a user get the original back: it goes last, with the detail.
     case "compact":
-      return [...t.lead, ...t.detections];
+      return [...t.lead, ...t.detections, ...(t.keptShort ? [t.keptShort] : [])];
     case "names":
     case "bare":
     case "stripped":
-      return [...t.lead, ...t.names];
+      return [...t.lead, ...t.names, ...(t.keptShort ? [t.keptShort] : [])];
+    case "minimal-kept":
+      return t.keptShort ? [t.minimal, t.keptShort] : [t.minimal];
     case "minimal":
       return [t.minimal];
   }
@@ -68,15 +79,16 @@ export function transferEncodingField(body: EncodedBody, detail: Detail, eol: st
   return detail !== "full" && body.transferEncoding === "7bit" ? "" : `Content-Transfer-Encoding: ${body.transferEncoding}${eol}`;
 }
 
-/** keptNote: the sentence saying where the original survives, or null when it does not. */
-export function partNotice(item: NoticeItem, keptNote: string | null): NoticeText {
+/** kept: the sentences saying where the original survives, or null when it does not. */
+export function partNotice(item: NoticeItem, kept: KeptNotes | null): NoticeText {
   const what = item.filename ? `the attachment "${safeText(item.filename)}"` : `a ${safeText(item.contentType, 80)} part (section ${item.partId})`;
   return {
     lead: [`mailsentry removed ${what} from this message because it contained malware.`],
     extra: item.filename ? [`File: ${safeText(item.filename)}`] : [],
     detections: item.detections.map((d) => `Detection: ${safeText(d, 400)}`),
     names: [`Detection: ${safeText(item.names)}`],
-    kept: keptNote,
+    kept: kept?.note ?? null,
+    keptShort: kept?.short ?? null,
     minimal: "mailsentry removed this part (malware).",
   };
 }
@@ -156,7 +168,7 @@ export function noticeMessage(raw: Uint8Array, root: MimePart, eol: string, n: N
   if (!seen.has("subject") && tag) chunks.push(bytes(`Subject: ${tag}${eol}`));
   const body = encodeNotice(noticeLines(n.text, detail), eol);
   const part = `${textPlainType(pad.slack, eol)}${transferEncodingField(body, detail, eol)}${eol}${body.body}`;
-  const mime = detail === "minimal" && body.transferEncoding === "7bit" ? "" : `MIME-Version: 1.0${eol}`;
+  const mime = (detail === "minimal" || detail === "minimal-kept") && body.transferEncoding === "7bit" ? "" : `MIME-Version: 1.0${eol}`;
   if (!pad.preamble) {
     chunks.push(bytes(mime + part));
     return chunks;

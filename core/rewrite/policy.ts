@@ -3,6 +3,7 @@
 import { quarantineIdOfBytes } from "./quarantine-id.ts";
 import type { Action, Config, ErrorAction, UnscannedAction, UnscannedPolicy } from "../config/types.ts";
 import type { Finding } from "../scan/verdict.ts";
+import type { KeptNotes } from "./notice.ts";
 
 export interface ActionPolicy {
   action: Action;
@@ -36,10 +37,10 @@ export interface ActionPolicy {
  * The notice's closing sentence for where the original is kept; a quarantined one names its id
  * (derived from the original's bytes, so the notice is the same wherever it is made).
  */
-export function originalKeptNote(kept: ActionPolicy["originalKept"], raw: Uint8Array): string {
-  return kept === "quarantine"
-    ? `The original message was kept in quarantine as ${quarantineIdOfBytes(raw)}.`
-    : "The original message is unchanged in the scanned file.";
+export function originalKeptNote(kept: ActionPolicy["originalKept"], raw: Uint8Array): KeptNotes {
+  if (kept !== "quarantine") return { note: "The original message is unchanged in the scanned file.", short: null };
+  const id = quarantineIdOfBytes(raw);
+  return { note: `The original message was kept in quarantine as ${id}.`, short: `Quarantine id: ${id}` };
 }
 
 /** The policy of a configuration; over lets a protocol or command set what is its own (sameSize, addTags, originalKept). */

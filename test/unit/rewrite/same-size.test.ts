@@ -8,6 +8,7 @@ import { DEFAULT_LIMITS } from "../../../core/limits.ts";
 import { parseMessage, walkParts } from "../../../core/mime/parse.ts";
 import { cutMessage, HEADER_PADDING_MAX } from "../../../core/rewrite/fit.ts";
 import { applyPolicy, policyFromConfig, type ActionPolicy } from "../../../core/rewrite/index.ts";
+import { quarantineIdOfBytes } from "../../../core/rewrite/quarantine-id.ts";
 import { fillerLines, minPaddingField, paddingField, PADDING_FIELD } from "../../../core/rewrite/padding.ts";
 import { BuiltinEngine } from "../../../core/scan/engines/builtin.ts";
 import { scanMessage } from "../../../core/scan/pipeline.ts";
@@ -115,6 +116,17 @@ describe("cleaned copies keep the original's size", () => {
       }
     });
   }
+
+  test("the notice names the quarantine id even in a copy the size of a small infected message", async () => {
+    const attached = enc.encode(message(multipart("b1", [leaf({ headers: ["Content-Type: text/plain"], body: "Hello." }), attachment("x.com", eicar())])));
+    // The smallest infected messages that arrive: a bare EICAR body under the headers every server adds.
+    const head = "Return-Path: <m@example.org>\r\nReceived: from mx.example.org by mail.example.net; Mon, 7 Dec 2026 10:00:00 +0000\r\n";
+    const whole = enc.encode(`${head}From: m@example.org\r\nTo: b@example.net\r\nSubject: hi\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\n${latin1(eicar())}\r\n`);
+    for (const raw of [attached, whole]) {
+      const out = await expectSafeSameSize(raw, { originalKept: "quarantine" });
+      expect([raw.length, latin1(out.bytes)]).toEqual([raw.length, expect.stringContaining(`Quarantine id: ${quarantineIdOfBytes(raw)}`)]);
+    }
+  });
 
   test("an original just big enough for its payload still gets a same-size copy that says what happened", async () => {
     const raw = eicar();
