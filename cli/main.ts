@@ -41,6 +41,7 @@ const main = defineCommand({
     unload: lazy(() => import("./commands/unload.ts")),
     quarantine: lazy(() => import("./commands/quarantine.ts")),
     service: lazy(() => import("./commands/service.ts")),
+    clients: lazy(() => import("./commands/clients.ts")),
   },
 });
 

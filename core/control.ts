@@ -53,6 +53,8 @@ export interface ControlHandlers {
   stop(): Promise<void> | void;
   reload(): Promise<void>;
   status(): string;
+  /** The bound listeners as one line of JSON (`mailsentry clients` points clients at them). */
+  listeners(): string;
 }
 
 export class AlreadyRunning extends Error {
@@ -115,6 +117,7 @@ export class Control {
               if (cmd === "stop") { s.write("ok stopping\n"); s.flush(); s.end(); await h.stop(); }
               else if (cmd === "reload") { await h.reload(); s.write("ok reloaded\n"); s.end(); }
               else if (cmd === "status") { s.write(`ok ${h.status()}\n`); s.end(); }
+              else if (cmd === "listeners") { s.write(`ok ${h.listeners()}\n`); s.end(); }
               else { s.write(`error unknown command ${JSON.stringify(cmd.slice(0, 40))}\n`); s.end(); }
             } catch (e) {
               try { s.write(`error ${(e as Error).message.replace(/\n/g, " ")}\n`); s.end(); } catch { /* gone */ }
@@ -137,7 +140,7 @@ export class Control {
 }
 
 /** Sends one command to a running proxy's control socket; resolves with its one-line answer. */
-export async function sendControl(stateDir: string, command: "stop" | "reload" | "status", timeoutMs = 10_000): Promise<string> {
+export async function sendControl(stateDir: string, command: "stop" | "reload" | "status" | "listeners", timeoutMs = 10_000): Promise<string> {
   let token: string;
   try {
     token = (await readFile(controlPaths(stateDir).token, "utf8")).trim();

@@ -85,6 +85,10 @@ export interface BoundListener {
   protocol: Protocol;
   address: string;
   port: number;
+  /** Host the socket is bound to. */
+  host: string;
+  /** A fixed-upstream listener (no name/server routing in the login). */
+  fixed: boolean;
 }
 
 export class Service {
@@ -227,7 +231,7 @@ export class Service {
           throw new Error(listenFailure(protocol, a.address, e));
         }
         this.sockets.push(socket);
-        this.listeners.push({ protocol, address: a.address, port: socket.port });
+        this.listeners.push({ protocol, address: a.address, port: socket.port, host: socket.hostname, fixed: Boolean(a.upstream) });
         this.opts.log.info("listening", { protocol, address: `${socket.hostname}:${socket.port}`, ...(a.upstream ? { upstream: a.upstream } : {}) });
       }
     }

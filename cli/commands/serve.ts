@@ -66,6 +66,7 @@ export default defineCommand({
           const cacheText = cache ? `, message cache ${cache.bytes} of ${cache.maxBytes} bytes (peak ${cache.peakBytes}, ${cache.entries} messages)` : "";
           return `pid ${process.pid}, ${service?.activeSessions ?? 0} session(s)${cacheText}`;
         },
+        listeners: () => JSON.stringify(service?.listeners ?? []),
       }, (why) => log.warn("control socket: command refused", { reason: why }));
     } catch (e) {
       if (e instanceof AlreadyRunning) throw new UsageError(`${e.message}; stop it with \`mailsentry unload\``);

@@ -6,6 +6,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { UsageError } from "../report.ts";
+import { revertAndReport } from "./clients.ts";
 
 export function unitPath(env: NodeJS.ProcessEnv = process.env): string {
   const base = env.XDG_CONFIG_HOME && isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : join(env.HOME || homedir(), ".config");
@@ -71,12 +72,15 @@ const install = defineCommand({
 });
 
 const uninstall = defineCommand({
-  meta: { name: "uninstall", description: "Remove the systemd user unit (stop and disable it first)" },
-  async run() {
+  meta: { name: "uninstall", description: "Remove the systemd user unit and put the mail clients back (stop and disable it first)" },
+  args: { "keep-clients": { type: "boolean", description: "Leave the client set-up of `mailsentry clients apply` in place" } },
+  async run({ args }) {
     const path = unitPath();
     const old = await readFile(path, "utf8").catch(() => null);
+    if (old !== null && !old.startsWith("# Written by `mailsentry service install`")) throw new UsageError(`${path} was not written by mailsentry; left alone`);
+    // Without the service the clients would point at a proxy that no longer starts.
+    if (!args["keep-clients"] && !(await revertAndReport())) process.exitCode = 2;
     if (old === null) { process.stdout.write(`no unit at ${path}: nothing to remove\n`); return; }
-    if (!old.startsWith("# Written by `mailsentry service install`")) throw new UsageError(`${path} was not written by mailsentry; left alone`);
     await rm(path);
     process.stdout.write([
       `removed ${path}`,

@@ -10,21 +10,27 @@ export default defineCommand({
   meta: { name: "unload", description: "Stop the running proxy (exit 0 stopped, 1 none was running, 2 failed)" },
   args: {
     config: { type: "string", description: "Config file (for the drain deadline)", valueHint: "file" },
+    "restore-clients": { type: "boolean", description: "Also put back the mail-client set-up of `mailsentry clients apply`" },
   },
   async run({ args }) {
+    // Clients first: they stop pointing at the proxy before it goes, whether or not it runs.
+    if (args["restore-clients"]) {
+      const { revertAndReport } = await import("./clients.ts");
+      if (!(await revertAndReport())) process.exitCode = 2;
+    }
     const state = stateDir();
     const paths = controlPaths(state);
     const found = await readPid(state);
     if (!found) {
       process.stderr.write(`mailsentry: no proxy is running (no pidfile at ${paths.pidFile})\n`);
-      process.exitCode = 1;
+      process.exitCode ??= 1;
       return;
     }
     if (!found.alive) {
       await rm(paths.pidFile, { force: true });
       await rm(paths.socket, { force: true });
       process.stderr.write(`mailsentry: no proxy is running (removed a stale pidfile for pid ${found.pid})\n`);
-      process.exitCode = 1;
+      process.exitCode ??= 1;
       return;
     }
     let drain = 30_000;

@@ -208,9 +208,12 @@ const FIELDS: Record<Exclude<keyof Config, "limits" | "listeners" | "onUnscanned
   logLevel: oneOf("error", "warn", "info", "debug"),
 };
 
+/** Loopback literals (bracketed or not, IPv4-mapped too) and "localhost". */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) || h.startsWith("::ffff:127.");
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  if (h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1") return true;
+  const v4 = h.startsWith("::ffff:") ? h.slice(7) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
 /** Listeners beyond loopback make an open relay unless clients may only reach listed servers (DESIGN.md, Security). */

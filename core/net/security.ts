@@ -2,15 +2,11 @@
 // upstream allowlist exists, which upstream hosts and ports a routed login may reach, and which
 // routed names are refused. Each function returns a reason (for the log) instead of throwing.
 import { BlockList, isIP } from "node:net";
+import { isLoopbackHost } from "../config/schema.ts";
 import type { Config, Protocol } from "../config/types.ts";
 
 /** True for loopback literals and "localhost" (IPv4-mapped 127/8 included). */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
-  if (h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1") return true;
-  const v4 = h.startsWith("::ffff:") ? h.slice(7) : h;
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
-}
+export const isLoopback = isLoopbackHost;
 
 /** "host:port" / "[v6]:port" → parts; null when malformed. Port 0 ("any free port") only when allowed. */
 export function parseHostPort(s: string, allowZero = false): { host: string; port: number } | null {

@@ -31,7 +31,7 @@ test("owner-only socket and directory whatever the umask; no token, no obedience
   const refused: string[] = [];
   let control: Control | null = null;
   try {
-    control = await Control.start(state, { stop: () => { stops++; }, reload: async () => {}, status: () => "fine" }, (why) => refused.push(why));
+    control = await Control.start(state, { stop: () => { stops++; }, reload: async () => {}, status: () => "fine", listeners: () => "[]" }, (why) => refused.push(why));
   } finally {
     process.umask(old);
   }

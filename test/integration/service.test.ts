@@ -48,6 +48,26 @@ describe("mailsentry service", () => {
     expect(foreign.code).toBe(2);
     expect(await Bun.file(unit()).exists()).toBe(true);
   });
+
+  test("uninstall puts the mail clients back (unless --keep-clients), so they do not point at a proxy that no longer starts", async () => {
+    const rcFile = join(box.dir, ".fetchmailrc");
+    const rc = 'poll pop.example.com protocol pop3 user "ann" password "pw"\n';
+    await writeFile(rcFile, rc, { mode: 0o600 });
+    expect((await run(["service", "install", "--force"])).code).toBe(0);
+    expect((await run(["clients", "apply"])).code).toBe(0);
+    const applied = await readFile(rcFile, "utf8");
+    expect(applied).toContain("ann/pop.example.com:110");
+    const kept = await run(["service", "uninstall", "--keep-clients"]);
+    expect([kept.code, await readFile(rcFile, "utf8")]).toEqual([0, applied]);
+    expect((await run(["service", "install"])).code).toBe(0);
+    const r = await run(["service", "uninstall"]);
+    expect([r.code, r.stdout]).toEqual([0, expect.stringContaining("put back poll 1/user#1")]);
+    expect(await readFile(rcFile, "utf8")).toBe(rc);
+    // And unload --restore-clients does it with no proxy running: exit 1 (none ran), the clients back.
+    expect((await run(["clients", "apply"])).code).toBe(0);
+    const unload = await run(["unload", "--restore-clients"]);
+    expect([unload.code, await readFile(rcFile, "utf8")]).toEqual([1, rc]);
+  });
 });
 
 describe.skipIf(!have("npm"))("npm start", () => {

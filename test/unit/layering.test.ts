@@ -34,6 +34,8 @@ const forbidden: Record<string, string[]> = {
   filter: ["net", "tls", "pop3", "imap", "service", "cli"],
   mbox: ["scan", "rewrite", "quarantine", "net", "tls", "pop3", "imap", "service", "cli"],
   config: ["scan", "rewrite", "quarantine", "net", "tls", "pop3", "imap", "service", "cli"],
+  // Client set-up edits files; it learns the listeners from the config or the control socket.
+  clients: ["mime", "scan", "rewrite", "quarantine", "filter", "net", "pop3", "imap", "service", "cli"],
   log: ["mime", "scan", "rewrite", "quarantine", "net", "tls", "pop3", "imap", "service", "config", "cli"],
   limits: ["mime", "scan", "rewrite", "quarantine", "net", "tls", "pop3", "imap", "service", "config", "cli"],
 };
