@@ -82,7 +82,7 @@ export function noticeItem(t: CleanTarget): NoticeItem {
  */
 export function replacePartEdit(raw: Uint8Array, t: CleanTarget, eol: string, text: NoticeText, detail: Detail, slack = 0): Edit {
   const { part } = t;
-  const stripped = detail === "stripped" || detail === "minimal-kept" || detail === "minimal";
+  const stripped = detail === "stripped" || detail === "stripped-unkept" || detail === "minimal-kept" || detail === "minimal";
   const chunks: Uint8Array[] = [];
   for (const f of stripped ? [] : part.headers) {
     if (DROPPED.has(f.name.toLowerCase())) continue;

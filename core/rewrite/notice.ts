@@ -44,9 +44,10 @@ export interface NoticeText {
  * How much of a notice a copy carries, richest first. Each step drops what a reader misses least:
  * blank lines, File: and the kept note; then where a detection was found; then our X-Virus-Scanned
  * field and the subject tag (X-Virus-Status stays); then the notice part's other header fields;
- * then all but one line and the quarantine id; then all but one line.
+ * then the quarantine id (what was removed matters more to a reader: the id is also found by
+ * `mailsentry quarantine list`); then all but one line and the id; then all but one line.
  */
-export const DETAILS = ["full", "compact", "names", "bare", "stripped", "minimal-kept", "minimal"] as const;
+export const DETAILS = ["full", "compact", "names", "bare", "stripped", "stripped-unkept", "minimal-kept", "minimal"] as const;
 export type Detail = (typeof DETAILS)[number];
 
 export function noticeLines(t: NoticeText, detail: Detail): string[] {
@@ -62,6 +63,8 @@ export function noticeLines(t: NoticeText, detail: Detail): string[] {
     case "bare":
     case "stripped":
       return [...t.lead, ...t.names, ...(t.keptShort ? [t.keptShort] : [])];
+    case "stripped-unkept":
+      return [...t.lead, ...t.names];
     case "minimal-kept":
       return t.keptShort ? [t.minimal, t.keptShort] : [t.minimal];
     case "minimal":
