@@ -8,7 +8,18 @@ import { clientsDir, readJournal, writeJournal, type JournalChange } from "./jou
 import { FORMATS, formatOf } from "./index.ts";
 import { fetchidsFile, fetchidsKeys, rekeyFetchids } from "./fetchmail.ts";
 import { trustCa, untrustCa } from "./thunderbird.ts";
-import type { ClientAccount, ClientKind, ProxyTarget } from "./types.ts";
+import { authorityMoves, folderFiles, folderMoves, getValue as folderGet, setValue as folderSet } from "./thunderbird-folders.ts";
+import { routedUser } from "./route.ts";
+import type { ClientAccount, ClientFormat, ClientKind, ProxyTarget } from "./types.ts";
+
+/** Thunderbird files outside prefs.js that hold folder URIs (filter targets, saved searches). */
+const FOLDER_FILES = new Set(["msgFilterRules.dat", "virtualFolders.dat"]);
+
+/** How a journalled file is read and edited: its client's format, or the folder-URI line editor. */
+function editorFor(client: ClientKind, file: string): Pick<ClientFormat, "get" | "set"> {
+  if (client === "thunderbird" && FOLDER_FILES.has(basename(file))) return { get: (t, _r, k) => folderGet(t, k), set: (t, _r, k, v) => folderSet(t, k, v) };
+  return formatOf(client);
+}
 
 /** The name our CA gets in a client's own trust store. */
 export const CA_NICKNAME = "mailsentry local CA";
@@ -151,9 +162,20 @@ export async function applyClients(o: ApplyOptions): Promise<FileOutcome[]> {
         outcome.notes.push(`${idfile}: the list of messages already seen now names the routed account, so kept messages are not fetched again`);
       }
     }
+    if (f.client === "thunderbird") {
+      const moved = chosen.filter((a) => journalled.some((c) => c.ref === a.ref));
+      await moveFolderUris(f.file, original, moved, o, stamp, journal, outcome);
+    }
     if (f.client === "thunderbird" && needsCa) {
       const dir = dirname(f.file);
-      const r = await trustCa(dir, o.target.caFile, CA_NICKNAME);
+      let r: Awaited<ReturnType<typeof trustCa>>;
+      try {
+        r = await trustCa(dir, o.target.caFile, CA_NICKNAME);
+      } catch (e) {
+        // The accounts are set up; only the trust step is left to the user.
+        outcome.trust = `could not add ${CA_NICKNAME} (${(e as Error).message}): import ${o.target.caFile} in Thunderbird's certificate manager`;
+        continue;
+      }
       if (r === "added") {
         journal.trust.push({ client: "thunderbird", dir, nickname: CA_NICKNAME, at: stamp });
         await writeJournal(o.stateDir, journal);
@@ -186,7 +208,9 @@ export async function revertClients(o: RevertOptions): Promise<FileOutcome[]> {
     const client = entries[0]!.client;
     const outcome: FileOutcome = { client, file, changes: [], skipped: [], refused: null, backup: null, trust: null, notes: [] };
     outcomes.push(outcome);
-    const fmt = formatOf(client);
+    const fmt = editorFor(client, file);
+    // A folder file's entries name its profile (ref): Thunderbird's lock is checked there.
+    const busyFile = FOLDER_FILES.has(basename(file)) && client === "thunderbird" ? join(entries[0]!.ref, "prefs.js") : file;
     let original: string;
     try {
       original = await readFile(file, "utf8");
@@ -199,7 +223,7 @@ export async function revertClients(o: RevertOptions): Promise<FileOutcome[]> {
       journal.changes = journal.changes.filter((c) => c.file !== file);
       continue;
     }
-    const busy = (await fmt.busy?.(file)) ?? null;
+    const busy = (await formatOf(client).busy?.(busyFile)) ?? null;
     if (busy) {
       outcome.refused = busy;
       continue;
@@ -246,6 +270,38 @@ export async function revertClients(o: RevertOptions): Promise<FileOutcome[]> {
   }
   await writeJournal(o.stateDir, journal);
   return outcomes;
+}
+
+/**
+ * Thunderbird keeps folder URIs outside prefs.js too: filter targets (msgFilterRules.dat of every
+ * server, since a filter may move mail to another account) and saved searches
+ * (virtualFolders.dat). They name the server by user and host, so they move with the account, or
+ * Thunderbird disables a filter whose target folder is gone. Journalled per line, as prefs are.
+ */
+async function moveFolderUris(prefsFile: string, prefsText: string, moved: ClientAccount[], o: ApplyOptions, stamp: string, journal: Awaited<ReturnType<typeof readJournal>>, outcome: FileOutcome): Promise<void> {
+  if (moved.length === 0) return;
+  const profile = dirname(prefsFile);
+  const moves = moved.flatMap((a) => authorityMoves(a.protocol, { user: a.user, host: a.server }, { user: routedUser(a.user, a), host: o.target.host }));
+  for (const file of await folderFiles(profile, prefsText)) {
+    const before = await readFile(file, "utf8");
+    let text = before;
+    const entries: JournalChange[] = [];
+    for (const s of folderMoves(before, moves)) {
+      const old = folderGet(text, s.key);
+      text = folderSet(text, s.key, s.value);
+      entries.push({ client: "thunderbird", file, ref: profile, label: "folder URIs", key: s.key, old, new: s.value, at: stamp });
+    }
+    if (text === before) continue;
+    try {
+      await writeChecked(file, before, text, o.stateDir, stamp, "thunderbird");
+    } catch (e) {
+      outcome.notes.push(`${file}: folder URIs not moved (${(e as Error).message})`);
+      continue;
+    }
+    journal.changes.push(...entries);
+    await writeJournal(o.stateDir, journal);
+    outcome.notes.push(`${file}: ${entries.length} folder URI line${entries.length === 1 ? "" : "s"} moved with the account`);
+  }
 }
 
 /** Pairs of fetchmail UID-list keys that differ ("" means the user has no remote name: no key). */

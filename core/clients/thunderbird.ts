@@ -361,12 +361,12 @@ function accountsOf(text: string, file: string): ClientAccount[] {
  * escape with encodeURIComponent; the C++ ones (IMAP, nsMsgIncomingServer::GetServerURI) with
  * ESCAPE_XALPHAS, which also escapes ! ' ( ) ~. Both spellings are recognized; a URI keeps its own.
  */
-const URI_ESCAPES = [
+export const URI_ESCAPES = [
   (s: string) => encodeURIComponent(s),
   (s: string) => encodeURIComponent(s).replace(/[!'()~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
 ];
 
-function serverUri(protocol: MailProtocol, user: string, host: string, escape: (s: string) => string): string {
+export function serverUri(protocol: MailProtocol, user: string, host: string, escape: (s: string) => string): string {
   const h = host.includes(":") ? `[${host}]` : host;
   return `${protocol === "pop3" ? "mailbox" : "imap"}://${user ? `${escape(user)}@` : ""}${escape(h)}`;
 }

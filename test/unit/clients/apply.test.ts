@@ -115,3 +115,33 @@ describe("targetOf", () => {
     expect(t).toEqual({ host: "127.0.0.1", dnsName: "localhost", ports: { pop3: 40002, imaps: 40004 }, caFile: "/ca.pem" });
   });
 });
+
+describe("Thunderbird folder URIs outside prefs.js", () => {
+  test("filter targets and saved searches move with the account and come back byte for byte", async () => {
+    const { makeProfile } = await import("../../helpers/thunderbird.ts");
+    const prefs = await makeProfile(home, [
+      { type: "imap", prefs: { hostname: "imap.example.com", userName: "bob", socketType: 3, "directory-rel": "[ProfD]ImapMail/imap.example.com" }, identity: { fcc_folder: "imap://bob@imap.example.com/Sent" } },
+    ], { real: false });
+    const profile = join(prefs, "..");
+    await mkdir(join(profile, "ImapMail", "imap.example.com"), { recursive: true });
+    const filters = join(profile, "ImapMail", "imap.example.com", "msgFilterRules.dat");
+    const rules = 'version="9"\nlogging="no"\nname="Lists"\nenabled="yes"\ntype="17"\naction="Move to folder"\nactionValue="imap://bob@imap.example.com/INBOX/Lists"\ncondition="AND (from,contains,list@example.org)"\nname="Other"\nenabled="yes"\ntype="17"\naction="Move to folder"\nactionValue="imap://bob@imap.example.com.evil/x"\ncondition="ALL"\n';
+    await writeFile(filters, rules);
+    const virtual = join(profile, "virtualFolders.dat");
+    const searches = "version=1\nuri=mailbox://nobody@Local%20Folders/Unread\nscope=imap://bob@imap.example.com/INBOX|mailbox://nobody@Local%20Folders/Inbox\nterms=AND (has attachment status,is,true)\n";
+    await writeFile(virtual, searches);
+
+    const { ensureCa } = await import("../../../core/tls/ca.ts");
+    const ca = await ensureCa(state);
+    const [o] = await applyClients({ env: env(), stateDir: state, target: { ...target(), caFile: ca.paths.caCert } });
+    expect(o!.refused).toBeNull();
+    const moved = "imap://bob%2Fimap.example.com%3A993@127.0.0.1";
+    expect(await readFile(filters, "utf8")).toBe(rules.replace("imap://bob@imap.example.com/INBOX/Lists", `${moved}/INBOX/Lists`));
+    expect(await readFile(virtual, "utf8")).toBe(searches.replace("imap://bob@imap.example.com/INBOX", `${moved}/INBOX`));
+    expect(await readFile(prefs, "utf8")).toContain(`"${moved}/Sent"`);
+
+    await revertClients({ env: env(), stateDir: state });
+    expect(await readFile(filters, "utf8")).toBe(rules);
+    expect(await readFile(virtual, "utf8")).toBe(searches);
+  });
+});
