@@ -13,9 +13,9 @@
 // fixed order among the options inserted there, so removing it gives back the same bytes whatever
 // else changed meanwhile. Removing an option that putting back would not write the same way leaves a
 // comment line where it stood, and setting the option again restores it from there, byte for byte.
-import { stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { isLoopbackHost as isLoopback } from "../config/schema.ts";
+import { isFile, splice } from "./common.ts";
 import { listenerPort, routedUser } from "./route.ts";
 import type { ClientAccount, ClientFormat, MailProtocol, ProxyTarget, Security, Setting } from "./types.ts";
 
@@ -558,10 +558,6 @@ function chainEnd(text: string, area: Area, kind: Target["kind"]): number {
   return k;
 }
 
-function splice(text: string, from: number, to: number, insert: string): string {
-  return text.slice(0, from) + insert + text.slice(to);
-}
-
 function insertOption(text: string, t: Target, raw: string): string {
   const def = t.def!;
   const { area } = t;
@@ -688,14 +684,6 @@ export function fetchidsFile(text: string, rcFile: string, env: NodeJS.ProcessEn
 // ---------------------------------------------------------------------------------------------
 // Files. With FETCHMAILHOME set fetchmail reads $FETCHMAILHOME/fetchmailrc and nothing else
 // (checked with 6.4.37: ~/.fetchmailrc is then ignored), else ~/.fetchmailrc.
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
 
 async function findRcFiles(env: NodeJS.ProcessEnv): Promise<string[]> {
   const file = env.FETCHMAILHOME ? join(resolve(env.FETCHMAILHOME), "fetchmailrc") : env.HOME ? join(env.HOME, ".fetchmailrc") : null;

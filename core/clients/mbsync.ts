@@ -11,6 +11,7 @@
 import { realpath, stat } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { isLoopbackHost as isLoopback } from "../config/schema.ts";
+import { eolOf, splice } from "./common.ts";
 import { listenerPort, routedUser } from "./route.ts";
 import type { ClientAccount, ClientFormat, ProxyTarget, Security, Setting } from "./types.ts";
 
@@ -274,8 +275,6 @@ function order(a: string, b: string): number {
 /** Marks a removed line; the JSON after it is the line as it was. */
 const MARK = "# mailsentry removed this while proxied; revert puts it back: ";
 
-const eolOf = (text: string) => (text.includes("\r\n") ? "\r\n" : "\n");
-
 /** Leading blanks of the section's first keyword line other than `except`. */
 function indentOf(text: string, sec: Section, except?: Line): string {
   const l = sec.body.find((x) => x !== except && x.words.length > 0);
@@ -298,10 +297,6 @@ function chainLength(text: string, sec: Section): number {
   let n = 0;
   while (n < sec.body.length && asInserted(text, sec, n) && (n === 0 || order(sec.body[n - 1]!.words[0]!.text, sec.body[n]!.words[0]!.text) < 0)) n++;
   return n;
-}
-
-function splice(text: string, from: number, to: number, insert: string): string {
-  return text.slice(0, from) + insert + text.slice(to);
 }
 
 function insertLine(text: string, sec: Section, kw: string, raw: string): string {

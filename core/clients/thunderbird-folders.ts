@@ -4,9 +4,9 @@
 // Thunderbird disables the filters whose target folder no longer exists. Facts are from Thunderbird's
 // source; see each comment. Edits are byte-exact and line-based: keys are "line N" (1-based), values the
 // whole raw line without its line end; edits never add or remove lines, so keys stay valid.
-import { stat } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
-import { serverUri, thunderbird, URI_ESCAPES } from "./thunderbird.ts";
+import { isFile } from "./common.ts";
+import { prefValues, serverUri, URI_ESCAPES, type PrefValue } from "./thunderbird.ts";
 import type { MailProtocol } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -16,39 +16,28 @@ import type { MailProtocol } from "./types.ts";
 // (nsMsgFilterList). The saved searches are <profile>/virtualFolders.dat
 // (nsMsgAccountManager::GetVirtualFoldersFile).
 
-const DIRECTORY_PREF = /mail\.server\.([^"'\\\s]+?)\.directory(?:-rel)?["']/g;
-const SIMPLE_ESCAPES: Record<string, string> = { '"': '"', "'": "'", "\\": "\\", n: "\n", r: "\r" };
-
-/** The string a prefs.js string literal stands for (Gecko's escapes), or null when it is not one. */
-function decodePrefString(raw: string | null): string | null {
-  if (raw === null || raw.length < 2 || (raw[0] !== '"' && raw[0] !== "'") || raw.at(-1) !== raw[0]) return null;
-  return raw.slice(1, -1).replace(/\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|.)/gs, (_, e: string) =>
-    e.length > 1 ? String.fromCharCode(parseInt(e.slice(1), 16)) : (SIMPLE_ESCAPES[e] ?? e),
-  );
-}
+const DIRECTORY_PREF = /^mail\.server\.(.+)\.directory(?:-rel)?$/;
 
 /** A server's directory from its prefs, absolute, or null when neither pref is set. */
-function serverDirectory(profileDir: string, prefsText: string, key: string): string | null {
-  // thunderbird.get parses prefs.js properly (comments, later statements win), so a name the regex
-  // found in a comment reads as absent here.
-  const rel = decodePrefString(thunderbird.get(prefsText, key, `mail.server.${key}.directory-rel`));
-  if (rel !== null && rel.startsWith("[ProfD]")) return join(profileDir, rel.slice("[ProfD]".length));
-  const abs = decodePrefString(thunderbird.get(prefsText, key, `mail.server.${key}.directory`));
-  return abs !== null && isAbsolute(abs) ? abs : null;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => null))?.isFile() ?? false;
+function serverDirectory(profileDir: string, prefs: Map<string, PrefValue>, key: string): string | null {
+  const rel = prefs.get(`mail.server.${key}.directory-rel`);
+  if (typeof rel === "string" && rel.startsWith("[ProfD]")) return join(profileDir, rel.slice("[ProfD]".length));
+  const abs = prefs.get(`mail.server.${key}.directory`);
+  return typeof abs === "string" && isAbsolute(abs) ? abs : null;
 }
 
 /** Files outside prefs.js holding folder URIs, for the profile of prefsText. Absolute paths; only those that exist. */
 export async function folderFiles(profileDir: string, prefsText: string): Promise<string[]> {
+  const prefs = prefValues(prefsText);
   const keys = new Set<string>();
-  for (const m of prefsText.matchAll(DIRECTORY_PREF)) if (m[1] !== "default") keys.add(m[1]!);
+  for (const name of prefs.keys()) {
+    const key = DIRECTORY_PREF.exec(name)?.[1];
+    if (key && key !== "default") keys.add(key);
+  }
   const candidates = new Set<string>();
   // Every server's file: a filter of one server may move mail into another server's folder.
   for (const key of keys) {
-    const dir = serverDirectory(profileDir, prefsText, key);
+    const dir = serverDirectory(profileDir, prefs, key);
     if (dir !== null) candidates.add(join(dir, "msgFilterRules.dat"));
   }
   candidates.add(join(profileDir, "virtualFolders.dat"));

@@ -5,6 +5,7 @@ import { lstat, readFile, readdir, readlink, realpath, stat } from "node:fs/prom
 import { networkInterfaces } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import { isLoopbackHost as isLoopback } from "../config/schema.ts";
+import { eolOf, isFile } from "./common.ts";
 import { listenerPort, routedUser } from "./route.ts";
 import type { ClientAccount, ClientFormat, MailProtocol, ProxyTarget, Security, Setting } from "./types.ts";
 
@@ -13,7 +14,7 @@ import type { ClientAccount, ClientFormat, MailProtocol, ProxyTarget, Security, 
 // string literal ('…' or "…" with \" \' \\ \n \r \xNN \uNNNN), true/false or a signed 32-bit integer.
 // Comments: #…, //…, /*…*/. A statement with a syntax error is skipped up to the next ';'.
 
-type PrefValue = string | number | boolean;
+export type PrefValue = string | number | boolean;
 
 /** One user_pref statement, with the offsets edits need. */
 interface Pref {
@@ -163,6 +164,11 @@ function prefMap(text: string): Map<string, Pref> {
   return new Map(parsePrefs(text).map((p) => [p.name, p]));
 }
 
+/** Every pref of a prefs.js with its value decoded, as Thunderbird reads them (the last one wins). */
+export function prefValues(text: string): Map<string, PrefValue> {
+  return new Map(parsePrefs(text).map((p) => [p.name, p.value]));
+}
+
 /**
  * A JS string literal the way Thunderbird writes prefs.js (Preferences.cpp StrEscape, checked against
  * Thunderbird 153): double quotes, only \\ \" \n \r escaped, everything else raw UTF-8. JSON.stringify
@@ -201,10 +207,6 @@ function setPref(text: string, _ref: string, key: string, value: string | null):
   if (p) return removeStatement(text, p);
   if (value === null) return text;
   return appendLine(text, `user_pref(${prefString(key)}, ${value});`);
-}
-
-function eolOf(text: string): string {
-  return text.includes("\r\n") ? "\r\n" : "\n";
 }
 
 /**
@@ -465,10 +467,6 @@ async function findPrefsFiles(env: NodeJS.ProcessEnv): Promise<string[]> {
     }
   }
   return [...found].sort();
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => null))?.isFile() ?? false;
 }
 
 /** The profile directory of a prefs.js. */

@@ -211,14 +211,18 @@ export class Relay {
     let mode = "collect" as "collect" | "spool" | "stream" | "skip" | "failed";
     let spool: Spool | null = null;
     let streamer: Streamer | null = null;
+    // The closures below assign spool, so TypeScript cannot narrow it where they are called.
+    const dropSpool = () => {
+      (spool as Spool | null)?.remove();
+      spool = null;
+    };
     // Past the last cap: the bytes so far (held or spooled) and c go on unscanned, or are dropped.
     const overCap = (c: Uint8Array): void | Promise<void> => {
       const held = spool ? null : body.take();
       if (this.o.onUnscanned["too-large"] !== "deliver") {
         log.warn("message too large to scan, refused", { number: expect.msg, onUnscanned: this.o.onUnscanned["too-large"], maxSpooledMessageSize: spoolMax });
         mode = "skip";
-        (spool as Spool | null)?.remove();
-        spool = null;
+        dropSpool();
         return;
       }
       log.warn("message too large to scan, delivered unscanned", { number: expect.msg, maxSpooledMessageSize: spoolMax });
@@ -246,8 +250,7 @@ export class Relay {
         // No room or no right to spool: a temporary failure, never an unscanned pass.
         log.error("message could not be spooled for scanning", { number: expect.msg, error: e });
         mode = "failed";
-        (spool as Spool | null)?.remove();
-        spool = null;
+        dropSpool();
       }
     };
     try {
@@ -273,7 +276,7 @@ export class Relay {
         }
       }, limits.upstreamReadTimeout);
     } catch (e) {
-      (spool as Spool | null)?.remove();
+      dropSpool();
       throw new RelayAbort(`upstream failed mid-message: ${(e as Error).message}`);
     }
     this.o.stats.messages++;

@@ -1,7 +1,8 @@
 // The engine chain: the built-in pipeline (its own engine inside) and the message engines (clamd,
 // ICAP) scan one message concurrently; the worst verdict wins (infected > error > unscanned >
-// clean) and every finding names its engine. The network engines themselves live in core/net/engines. In first-detection mode the first engine that finds
-// something infected settles the message and the others' answers are not waited for.
+// clean) and every finding names its engine. In first-detection mode the first engine that finds
+// something infected settles the message and the others' answers are not waited for. The network
+// engines themselves live in core/net/engines.
 import type { Config } from "../config/types.ts";
 import type { MimePart } from "../mime/types.ts";
 import type { EngineResult, MessageEngine, StreamSource } from "./engine.ts";
@@ -78,7 +79,6 @@ export function mergeFindings(base: ScanResult, extra: EngineScan): ScanResult {
   for (const f of all) verdict = worse(verdict, f.verdict);
   return { ...base, verdict, findings };
 }
-
 
 /**
  * A whole scan on this thread (the CLI): the pipeline and the message engines concurrently, merged.

@@ -81,7 +81,8 @@ describe.skipIf(!ready)("clients apply and revert, then the real clients run", (
 
     const applied = await cli(["clients", "apply", "fetchmail"]);
     expect([applied.code, applied.stderr]).toEqual([0, ""]);
-    expect(applied.stdout).toContain(`127.0.0.1: pop3 ${ports.pop3}, pop3s ${ports.pop3s}`);
+    // The running proxy says where it listens (the control socket), not the config file.
+    expect(applied.stdout).toContain(`mailsentry listeners (from the running proxy): 127.0.0.1: pop3 ${ports.pop3}, pop3s ${ports.pop3s}`);
     expect((await stat(rcFile)).mode & 0o777).toBe(0o600); // fetchmail refuses anything wider
     const after = JSON.parse((await cli(["clients", "list", "fetchmail", "--json"])).stdout).clients[0].accounts[0];
     expect(after).toMatchObject({ port: ports.pop3s, security: "tls", user: `alice/localhost:${dc.ports.pop3s}`, proxied: true });
@@ -188,14 +189,18 @@ describe.skipIf(!haveThunderbird)("Thunderbird, with a profile Thunderbird wrote
     const before = await readFile(prefs, "utf8");
     const profile = join(prefs, "..");
 
-    const tb = startThunderbird(home, profile);
-    try {
-      await waitFor("Thunderbird's profile lock", async () => Boolean(await lstat(join(profile, "lock")).catch(() => null)));
-      const refused = await cli(["clients", "apply", "thunderbird"]);
-      expect([refused.code, refused.stdout]).toEqual([2, expect.stringContaining("Thunderbird is running")]);
-    } finally {
-      await stopThunderbird(tb);
-    }
+    /** Runs the command while Thunderbird has the profile open: it must be refused. */
+    const refusedWhileRunning = async (args: string[]) => {
+      const tb = startThunderbird(home, profile);
+      try {
+        await waitFor("Thunderbird's profile lock", async () => Boolean(await lstat(join(profile, "lock")).catch(() => null)));
+        const r = await cli(args);
+        expect([r.code, r.stdout]).toEqual([2, expect.stringContaining("Thunderbird is running")]);
+      } finally {
+        await stopThunderbird(tb);
+      }
+    };
+    await refusedWhileRunning(["clients", "apply", "thunderbird"]);
     expect(await readFile(prefs, "utf8")).toBe(before);
 
     const applied = await cli(["clients", "apply", "thunderbird", "--json"]);
@@ -214,6 +219,8 @@ describe.skipIf(!haveThunderbird)("Thunderbird, with a profile Thunderbird wrote
     expect(doc.files[0].backup).toBeTruthy();
     expect(await readFile(doc.files[0].backup, "utf8")).toBe(before);
 
+    // Revert waits for Thunderbird too: refused while it runs, the journal kept for later.
+    await refusedWhileRunning(["clients", "revert", "thunderbird"]);
     const reverted = await cli(["clients", "revert", "thunderbird"]);
     expect(reverted.code).toBe(0);
     expect(await readFile(prefs, "utf8")).toBe(before);

@@ -54,6 +54,15 @@ describe("apply and revert", () => {
     expect(await readFile(join(home, ".mbsyncrc"), "utf8")).toBe(MBSYNCRC.replace("User carol", "User carol2"));
   });
 
+  test("a file removed since apply is reported and dropped from the journal", async () => {
+    await writeFile(join(home, ".mbsyncrc"), MBSYNCRC);
+    await applyClients({ env: env(), stateDir: state, target: target() });
+    await rm(join(home, ".mbsyncrc"));
+    const [o] = await revertClients({ env: env(), stateDir: state });
+    expect([o!.refused, o!.skipped]).toEqual([null, [{ account: "(all)", reason: "the file is gone; nothing to put back" }]]);
+    expect((await readJournal(state)).changes).toEqual([]);
+  });
+
   test("--account chooses by id or by name; an unknown one is named", async () => {
     await writeFile(join(home, ".mbsyncrc"), MBSYNCRC);
     const found = await detectClients(env());
