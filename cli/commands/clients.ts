@@ -161,10 +161,12 @@ const revert = defineCommand({
   },
 });
 
+const SUBCOMMANDS = new Set(["list", "apply", "revert"]);
+
 export default defineCommand({
   meta: { name: "clients", description: "Set up Thunderbird, fetchmail and mbsync to go through mailsentry, and put them back" },
   args: { ...jsonArg },
   subCommands: { list, apply, revert },
   // `mailsentry clients` alone lists (citty runs this after a subcommand too: only when there was none).
-  run: (ctx) => (ctx.rawArgs.some((a) => a in { list: 1, apply: 1, revert: 1 }) ? undefined : list.run!(ctx as never)),
+  run: (ctx) => (ctx.rawArgs.some((a) => SUBCOMMANDS.has(a)) ? undefined : list.run!(ctx as never)),
 });

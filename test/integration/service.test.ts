@@ -57,6 +57,9 @@ describe("mailsentry service", () => {
     expect((await run(["clients", "apply"])).code).toBe(0);
     const applied = await readFile(rcFile, "utf8");
     expect(applied).toContain("ann/pop.example.com:110");
+    // `mailsentry clients` alone lists, once.
+    const listed = await run(["clients"]);
+    expect([listed.code, listed.stdout.split(rcFile).length - 1, listed.stdout]).toEqual([0, 1, expect.stringContaining("user ann/pop.example.com:110: through mailsentry")]);
     const kept = await run(["service", "uninstall", "--keep-clients"]);
     expect([kept.code, await readFile(rcFile, "utf8")]).toEqual([0, applied]);
     expect((await run(["service", "install"])).code).toBe(0);
