@@ -6,7 +6,8 @@ import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fetchidsFile, fetchidsKeys, fetchmail, planFor, rekeyFetchids } from "../../../core/clients/fetchmail.ts";
-import type { ClientAccount, ProxyTarget, Setting } from "../../../core/clients/types.ts";
+import type { ProxyTarget, Setting } from "../../../core/clients/types.ts";
+import { applySettings, onlyAccount, revertSettings } from "../../helpers/client-format.ts";
 import { have, run } from "../../helpers/clients.ts";
 
 const FILE = "/home/u/.fetchmailrc";
@@ -40,24 +41,8 @@ function accounts(text: string) {
   return fetchmail.accounts(text, FILE);
 }
 
-function only(text: string): ClientAccount {
-  const all = accounts(text);
-  expect(all).toHaveLength(1);
-  return all[0]!;
-}
-
-/** Applies settings as apply.ts does; returns the new text and each key's old value. */
-function applyPlan(text: string, ref: string, plan: Setting[]): { text: string; old: (string | null)[] } {
-  const old = plan.map((s) => fetchmail.get(text, ref, s.key));
-  for (const s of plan) text = fetchmail.set(text, ref, s.key, s.value);
-  return { text, old };
-}
-
-function revert(text: string, ref: string, plan: Setting[], old: (string | null)[], order: "reverse" | "forward"): string {
-  const idx = plan.map((_, i) => i);
-  for (const i of order === "reverse" ? idx.reverse() : idx) text = fetchmail.set(text, ref, plan[i]!.key, old[i]!);
-  return text;
-}
+const only = (text: string) => onlyAccount(fetchmail, text, FILE);
+const applyPlan = (text: string, ref: string, plan: Setting[]) => applySettings(fetchmail, text, ref, plan);
 
 describe("fetchmail accounts", () => {
   test("one account per poll/skip/server entry, with defaults merged in", () => {
@@ -248,8 +233,8 @@ describe("fetchmail get/set", () => {
         const { text: applied, old } = applyPlan(text, a.ref, plan);
         expect(applied).not.toBe(text);
         for (const s of plan) expect(fetchmail.get(applied, a.ref, s.key)).toBe(s.value);
-        expect(revert(applied, a.ref, plan, old, "reverse")).toBe(text);
-        expect(revert(applied, a.ref, plan, old, "forward")).toBe(text);
+        expect(revertSettings(fetchmail, applied, a.ref, old)).toBe(text);
+        expect(revertSettings(fetchmail, applied, a.ref, old, old.map((_, i) => i))).toBe(text);
         // The accounts read back routed, and the file around the entry is untouched.
         expect(accounts(applied).find((x) => x.ref === a.ref)!.proxied).toBe(true);
       }
@@ -285,9 +270,7 @@ describe("fetchmail get/set", () => {
     const { text: applied, old } = applyPlan(text, a.ref, plan);
     for (let seed = 1; seed <= 50; seed++) {
       const order = plan.map((_, i) => i).sort((x, y) => ((x * 7919 + seed * 104729) % 97) - ((y * 7919 + seed * 104729) % 97));
-      let t = applied;
-      for (const i of order) t = fetchmail.set(t, a.ref, plan[i]!.key, old[i]!);
-      expect(t).toBe(text);
+      expect(revertSettings(fetchmail, applied, a.ref, old, order)).toBe(text);
     }
   });
 
@@ -417,7 +400,7 @@ describe.skipIf(!have("fetchmail"))("with fetchmail --configdump", () => {
       const plan = planFor(text, a, target);
       const r = applyPlan(text, a.ref, plan);
       text = r.text;
-      undo.unshift(() => (text = revert(text, a.ref, plan, r.old, "reverse")));
+      undo.unshift(() => (text = revertSettings(fetchmail, text, a.ref, r.old)));
     }
     const after = await dump(text);
     expect(after.err).not.toMatch(/syntax error/);

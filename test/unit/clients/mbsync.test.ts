@@ -8,7 +8,8 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mbsync, planFor } from "../../../core/clients/mbsync.ts";
-import type { ClientAccount, ProxyTarget, Setting } from "../../../core/clients/types.ts";
+import type { ProxyTarget, Setting } from "../../../core/clients/types.ts";
+import { applySettings, onlyAccount, revertSettings } from "../../helpers/client-format.ts";
 import { have, run } from "../../helpers/clients.ts";
 
 const FILE = "/home/u/.mbsyncrc";
@@ -58,22 +59,8 @@ function accounts(text: string) {
   return mbsync.accounts(text, FILE);
 }
 
-function only(text: string): ClientAccount {
-  const all = accounts(text);
-  expect(all).toHaveLength(1);
-  return all[0]!;
-}
-
-function applyPlan(text: string, ref: string, plan: Setting[]): { text: string; old: (string | null)[] } {
-  const old = plan.map((s) => mbsync.get(text, ref, s.key));
-  for (const s of plan) text = mbsync.set(text, ref, s.key, s.value);
-  return { text, old };
-}
-
-function revertIn(text: string, ref: string, plan: Setting[], old: (string | null)[], order: number[]): string {
-  for (const i of order) text = mbsync.set(text, ref, plan[i]!.key, old[i]!);
-  return text;
-}
+const only = (text: string) => onlyAccount(mbsync, text, FILE);
+const applyPlan = (text: string, ref: string, plan: Setting[]) => applySettings(mbsync, text, ref, plan);
 
 describe("mbsync accounts", () => {
   test("IMAPAccount sections, and IMAPStore sections with their own Host and User", () => {
@@ -199,7 +186,7 @@ describe("mbsync get/set", () => {
         for (const s of plan) expect(mbsync.get(applied, a.ref, s.key)).toBe(s.value);
         expect(accounts(applied).find((x) => x.ref === a.ref)!.proxied).toBe(true);
         const idx = plan.map((_, i) => i);
-        for (const order of [[...idx].reverse(), idx, [1, 3, 0, 2].filter((i) => i < plan.length)]) expect(revertIn(applied, a.ref, plan, old, order)).toBe(text);
+        for (const order of [[...idx].reverse(), idx, [1, 3, 0, 2].filter((i) => i < plan.length)]) expect(revertSettings(mbsync, applied, a.ref, old, order)).toBe(text);
       }
     }
   });
@@ -307,7 +294,7 @@ describe.skipIf(!have("mbsync"))("with mbsync", () => {
       const plan = planFor(applied, a, { ...TARGET, caFile, ports: { imap: closedPort, imaps: closedPort } });
       const r = applyPlan(applied, a.ref, plan);
       applied = r.text;
-      undo.unshift(() => (applied = revertIn(applied, a.ref, plan, r.old, plan.map((_, i) => i).reverse())));
+      undo.unshift(() => (applied = revertSettings(mbsync, applied, a.ref, r.old)));
     }
     const after = await parse(applied);
     expect(after).toContain(clean);

@@ -5,7 +5,8 @@ import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { planFor, prefString, profileDirOf, profileDirs, thunderbird, trustCa, untrustCa } from "../../../core/clients/thunderbird.ts";
-import type { ClientAccount, ProxyTarget } from "../../../core/clients/types.ts";
+import type { ClientAccount, ProxyTarget, Setting } from "../../../core/clients/types.ts";
+import { applySettings, revertSettings } from "../../helpers/client-format.ts";
 import { haveThunderbird, makeProfile, PREFS_HEADER, prefsJs, accountPrefs, startThunderbird, stopThunderbird, waitFor, type TbServer } from "../../helpers/thunderbird.ts";
 
 const FILE = "/home/u/.thunderbird/x.default/prefs.js";
@@ -66,17 +67,8 @@ function byRef(ref: string, text = REALISTIC): ClientAccount {
   return a;
 }
 
-/** Applies settings the way the orchestrator does; returns the new text and the old values. */
-function apply(text: string, ref: string, settings: { key: string; value: string | null }[]) {
-  const old = settings.map((s) => ({ key: s.key, value: thunderbird.get(text, ref, s.key) }));
-  for (const s of settings) text = thunderbird.set(text, ref, s.key, s.value);
-  return { text, old };
-}
-
-function revert(text: string, ref: string, old: { key: string; value: string | null }[]): string {
-  for (const s of [...old].reverse()) text = thunderbird.set(text, ref, s.key, s.value);
-  return text;
-}
+const apply = (text: string, ref: string, settings: Setting[]) => applySettings(thunderbird, text, ref, settings);
+const revert = (text: string, ref: string, old: Setting[]) => revertSettings(thunderbird, text, ref, old);
 
 describe("prefs.js values", () => {
   const text = `${PREFS_HEADER}user_pref("a.str", "x \\"y\\" \\\\ \\u00e9");\nuser_pref("a.int", -5);\nuser_pref("a.bool", true);\nuser_pref('a.single', 'it\\'s');\n`;
