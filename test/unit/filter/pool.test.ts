@@ -1,6 +1,7 @@
 // The scan workers: the same answers as scanning inline (verdicts, cleaned copies, identities), an
 // unchanged message handed back as the very bytes the caller holds, and a worker that stops
-// answering replaced without losing the next message.
+// answering replaced without losing the next message. Small messages scanned on the event loop give
+// the workers' answers, and go to a worker whenever the event loop's tighter budget was reached.
 import { afterAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -10,9 +11,10 @@ import { inlineScanner, type ScanJob } from "../../../core/filter/scan-job.ts";
 import { DEFAULT_LIMITS } from "../../../core/limits.ts";
 import { policyFromConfig } from "../../../core/rewrite/index.ts";
 import { BuiltinEngine } from "../../../core/scan/engines/builtin.ts";
+import { makeZip } from "../../helpers/archives.ts";
 import { writeSigDir } from "../../helpers/clamav.ts";
 import { eicar } from "../../helpers/eicar.ts";
-import { attachment, message, multipart, pseudoRandom } from "../../helpers/messages.ts";
+import { attachment, manyParts, message, multipart, pseudoRandom } from "../../helpers/messages.ts";
 
 const enc = new TextEncoder();
 const dec = (b: Uint8Array) => Buffer.from(b).toString("latin1");
@@ -33,8 +35,9 @@ function shared(bytes: Uint8Array): Uint8Array {
 
 const sigDir = writeSigDir({ "local.hdb": `${md5(blob)}:${blob.length}:Local.Blob\n` });
 const pools: ScanPool[] = [];
+/** A pool; unless opts say otherwise, every message goes to a worker (these tests are about workers). */
 async function open(dir: string | null, opts: Parameters<typeof ScanPool.open>[1] = {}): Promise<ScanPool> {
-  const p = await ScanPool.open(dir, opts);
+  const p = await ScanPool.open(dir, { inlineMaxBytes: 0, ...opts });
   pools.push(p);
   return p;
 }
@@ -135,3 +138,55 @@ describe("scan pool", () => {
   });
 });
 
+describe("small messages on the event loop", () => {
+  const opened = (dir: string | null = null, opts: Parameters<typeof ScanPool.open>[1] = {}) => open(dir, { size: 1, inlineMaxBytes: 128 * 1024, ...opts });
+
+  test("clean and infected: the verdict and the cleaned copy a worker gives, without a worker", async () => {
+    const pool = await opened();
+    const workers = await open(null, { size: 1 });
+    for (const raw of [clean, infected, hashed]) {
+      const s = await pool.scan(raw, job);
+      const w = await workers.scan(raw, job);
+      expect(s.result).toEqual(w.result);
+      expect(dec(s.rewrite!.bytes)).toBe(dec(w.rewrite!.bytes));
+    }
+    expect(pool.inlineScans).toBe(3);
+    expect((await pool.scan(clean, job)).rewrite?.bytes).toBe(clean); // unchanged: the very bytes
+  });
+
+  test("a small zip that inflates past the event loop's budget is scanned by a worker, to the end", async () => {
+    const pool = await opened();
+    // 3 MiB of zeros deflate to a few KB (past the event loop's budget at a bomb's ratio, within
+    // the job's limits); EICAR comes after them.
+    const zip = await makeZip([{ name: "zeros.bin", data: new Uint8Array(3 * 1024 * 1024) }, { name: "x.com", data: eicar() }]);
+    const raw = enc.encode(message(multipart("b", [attachment("files.zip", zip)])));
+    expect(raw.length).toBeLessThan(64 * 1024);
+    const s = await pool.scan(raw, job);
+    expect(s.result.verdict).toMatchObject({ kind: "infected", name: "Eicar-Test-Signature" });
+    expect(s.result.findings.filter((f) => f.verdict.kind === "unscanned")).toEqual([]);
+    expect(pool.inlineScans).toBe(0);
+  });
+
+  test("a small message of many parts is scanned by a worker under the job's own file limit", async () => {
+    const pool = await opened();
+    const raw = enc.encode(manyParts(200));
+    const s = await pool.scan(raw, job);
+    expect(s.result.verdict).toEqual({ kind: "clean" });
+    expect(pool.inlineScans).toBe(0);
+    // A limit the job itself sets is the job's answer, wherever the message was scanned.
+    const few = await pool.scan(raw, { ...job, limits: { ...DEFAULT_LIMITS, maxFiles: 10 } });
+    expect(few.result.verdict).toMatchObject({ kind: "unscanned", reason: "too-many-files" });
+  });
+
+  test("bigger messages and big signature sets go to the workers", async () => {
+    const pool = await opened(null, { inlineMaxBytes: 100 });
+    expect((await pool.scan(infected, job)).result.verdict.kind).toBe("infected");
+    expect(pool.inlineScans).toBe(0);
+    const big = await opened(sigDir, { inlineMaxSignatures: 1 });
+    expect((await big.scan(hashed, job)).result.verdict).toMatchObject({ kind: "infected", name: "Local.Blob" });
+    expect(big.inlineScans).toBe(0);
+    const small = await opened(sigDir);
+    expect((await small.scan(hashed, job)).result.verdict).toMatchObject({ kind: "infected", name: "Local.Blob" });
+    expect(small.inlineScans).toBe(1);
+  });
+});
