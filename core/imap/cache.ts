@@ -99,7 +99,10 @@ export class MessageCache {
     const charge = value.bytes.byteLength + CACHE_ENTRY_OVERHEAD;
     if (charge > this.maxBytes) return false;
     while (this.#bytes + charge > this.maxBytes && this.#oldest) this.#remove(this.#oldest.key);
-    const owned = value.bytes.byteLength === value.bytes.buffer.byteLength ? value : { ...value, bytes: new Uint8Array(value.bytes) }; // a copy (Buffer#slice would be a view)
+    // A view, or shared memory (a held body's buffer, reused once its response is written), is copied
+    // (Buffer#slice would be another view).
+    const whole = value.bytes.byteLength === value.bytes.buffer.byteLength && !(value.bytes.buffer instanceof SharedArrayBuffer);
+    const owned = whole ? value : { ...value, bytes: new Uint8Array(value.bytes) };
     const node: Node = { key: k, value: owned, charge, newer: null, older: null };
     this.#nodes.set(k, node);
     this.#pushNewest(node);

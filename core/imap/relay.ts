@@ -19,6 +19,7 @@ import { ImapProtocolError, type ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
 import { messageKeyString, type CachedMessage, type MessageCache, type MessageKey } from "./cache.ts";
 import { Spool } from "../filter/spool.ts";
+import { messageBuffer, releaseMessageBuffer } from "../filter/buffers.ts";
 import type { CleanIndex } from "./clean-index.ts";
 import type { ByteBudget } from "../net/budget.ts";
 import { astringBytes, commandHead, latin1Bytes, lineText, quoted, segmentText, tokenize, type Segment } from "./wire.ts";
@@ -54,6 +55,12 @@ export interface RelayOptions {
 }
 
 /** What one command in flight is, for the pump. */
+/** What one FETCH response holds while it is judged: its share of the byte budget, and the buffers of its bodies. */
+interface Hold {
+  release: (() => void) | null;
+  buffers: Uint8Array[];
+}
+
 interface InFlight {
   tag: string;
   verb: string;
@@ -467,16 +474,19 @@ export class ImapRelay {
   // ---- FETCH responses --------------------------------------------------------------------------
 
   private async fetchResponse(first: Segment, text: string): Promise<void> {
-    const hold = { release: null as (() => void) | null };
+    const hold: Hold = { release: null, buffers: [] };
     try {
       await this.fetchResponseHeld(first, text, hold);
     } finally {
       hold.release?.();
     }
+    // The response went out as views of the held bodies: their buffers are reused once written.
+    // (After a failure they are left to the collector: the connection is going, and with it the views.)
+    if (hold.buffers.length > 0) void this.o.client.out.empty().then(() => hold.buffers.forEach(releaseMessageBuffer));
   }
 
   /** fetchResponse; hold.release is set once a body to be held whole has its share of the budget. */
-  private async fetchResponseHeld(first: Segment, text: string, hold: { release: (() => void) | null }): Promise<void> {
+  private async fetchResponseHeld(first: Segment, text: string, hold: Hold): Promise<void> {
     const { server, limits } = this.o;
     const f = this.current();
     const own = f?.own;
@@ -521,7 +531,10 @@ export class ImapRelay {
         // A body to be held whole and scanned waits for its share of the proxy's memory first (the
         // first one of a response: waiting again while holding could wait on itself).
         if (body && !passable && !hold.release) hold.release = await this.o.holdBudget.acquire(p.size);
-        r.feedLiteral(await server.reader.readBytes(p.size, limits.upstreamReadTimeout));
+        // A body that spans socket chunks is gathered into a reused buffer in shared memory (buffers.ts):
+        // no fresh pages for each big message, and the scan worker reads it without a copy.
+        const alloc = body ? (n: number) => { const b = messageBuffer(n); hold.buffers.push(b); return b; } : undefined;
+        r.feedLiteral(await server.reader.readBytes(p.size, limits.upstreamReadTimeout, alloc));
       }
     } catch (e) {
       if (e instanceof RelayAbort) throw e;
@@ -840,8 +853,9 @@ function treeOf(copy: Uint8Array): MimePart {
  * the whole chunk alive in the cache, which charges only the view's length.
  */
 function owned(b: Uint8Array): Uint8Array {
-  // new Uint8Array(view) copies; a Buffer's slice() would be another view of the same memory.
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : new Uint8Array(b);
+  // new Uint8Array(view) copies; a Buffer's slice() would be another view of the same memory. A
+  // shared buffer is a held body's, given back for reuse once the response is written.
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && !(b.buffer instanceof SharedArrayBuffer) ? b : new Uint8Array(b);
 }
 
 const CLEAN: CachedMessage = { bytes: EMPTY, changed: false, size: 0, verdict: "clean" };

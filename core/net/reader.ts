@@ -107,8 +107,11 @@ export class ByteReader {
     }
   }
 
-  /** Exactly n bytes as one buffer (bounded by the caller): a view when they arrived in one chunk. */
-  async readBytes(n: number, timeoutMs = 0): Promise<Uint8Array> {
+  /**
+   * Exactly n bytes as one buffer (bounded by the caller): a view when they arrived in one chunk,
+   * else gathered into alloc(n) (a fresh buffer unless the caller has one to reuse).
+   */
+  async readBytes(n: number, timeoutMs = 0, alloc: (n: number) => Uint8Array = (k) => new Uint8Array(k)): Promise<Uint8Array> {
     const first = this.chunks[0];
     if (first && first.length >= n) {
       const view = first.subarray(0, n);
@@ -118,7 +121,7 @@ export class ByteReader {
       this.relieve();
       return view;
     }
-    const out = new Uint8Array(n);
+    const out = alloc(n);
     let at = 0;
     await this.readExact(n, (c) => { out.set(c, at); at += c.length; }, timeoutMs);
     return out;

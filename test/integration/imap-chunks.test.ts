@@ -4,6 +4,7 @@
 // last is full, and the server sends each message once — later chunks are cut from the copy the proxy
 // scanned, the server asked for one byte of each — with the clean original let go after the last chunk.
 import { describe, expect, test } from "bun:test";
+import { keptMessageBytes } from "../../core/filter/buffers.ts";
 import { EICAR_TEXT } from "../helpers/eicar.ts";
 import { attachment, base64Lines, leaf, message, multipart, pseudoRandom } from "../helpers/messages.ts";
 import { startMockImap } from "../helpers/mock-imap.ts";
@@ -130,5 +131,63 @@ describe("chunked downloads through the IMAP proxy", () => {
     const { whole: wholeFetches, ranges } = bodyCommands(mock.commands.flat());
     expect(ranges.filter((l) => / FETCH 2 /.test(l)).every((l) => /<\d+\.1>/.test(l))).toBe(true);
     expect(wholeFetches.length).toBeGreaterThanOrEqual(b.chunks.length);
+  });
+});
+
+describe("bodies held in reused buffers", () => {
+  // Over 256 KiB, spanning socket chunks: each is gathered into a shared buffer that is given back
+  // once its response is written and then holds the next message.
+  const big = (i: number, payload = "", bytes = 300_000 + i * 70_000) => Buffer.from(message(multipart(`B${i}`, [
+    leaf({ headers: ["Content-Type: application/pdf", "Content-Transfer-Encoding: base64"], body: base64Lines(pseudoRandom(bytes, 40 + i)) }),
+    ...(payload ? [attachment("eicar.com", payload)] : []),
+  ]), "\r\n", `big ${i}`), "latin1");
+  /** Padded to exactly size octets: a buffer of its size class holds it with no room to spare. */
+  const exactly = (m: Buffer, size: number) => {
+    const cut = m.indexOf("\r\n\r\n");
+    const pad = size - m.length - "X-Pad: \r\n".length;
+    return Buffer.concat([m.subarray(0, cut + 2), Buffer.from(`X-Pad: ${"p".repeat(pad)}\r\n`), m.subarray(cut + 2)]);
+  };
+  const messages = [exactly(big(1), 512 * 1024), big(2, EICAR_TEXT), exactly(big(3, "", 350_000), 512 * 1024), big(4)];
+
+  test("every message comes out as itself (or its one cleaned copy) in bulk, in chunks and whole, again and again", async () => {
+    await using mock = await startMockImap({ messages });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
+    await using c = await TestClient.connect(proxy.ports.imap);
+    await login(c, mock.port);
+    expect(messages[0]!.length).toBe(512 * 1024);
+    expect(messages[2]!.length).toBe(512 * 1024);
+    // A first chunk: the proxy fetches the whole message, scans it and keeps the original to cut the
+    // later chunks from, while the buffer it was read into goes on to the next message of its size.
+    const head = await fetchOne(c, "h", `UID FETCH 3 (UID RFC822.SIZE BODY.PEEK[]<0.${CHUNK}>)`);
+    expect((await fetchOne(c, "o", "UID FETCH 1 BODY.PEEK[]")).literal.equals(messages[0]!)).toBe(true);
+    const rest: Buffer[] = [head.literal];
+    for (let origin = CHUNK; origin < messages[2]!.length; origin += CHUNK) {
+      rest.push((await fetchOne(c, `r${origin}`, `UID FETCH 3 (UID RFC822.SIZE BODY.PEEK[]<${origin}.${CHUNK}>)`)).literal);
+    }
+    expect(Buffer.concat(rest).equals(messages[2]!)).toBe(true);
+    const bulk = async (tag: string) => {
+      c.send(`${tag} UID FETCH 1:* (UID BODY.PEEK[])`);
+      const got: Buffer[] = [];
+      for (;;) {
+        const l = await c.line();
+        if (l.startsWith(`${tag} `)) { expect(l).toStartWith(`${tag} OK`); return got; }
+        const m = /\{(\d+)\}$/.exec(l);
+        if (m) got.push(await c.bytes(Number(m[1])));
+      }
+    };
+    const first = await bulk("x");
+    expect(first.length).toBe(4);
+    const cleaned = first[1]!;
+    expect(cleaned.length).toBe(messages[1]!.length);
+    expect(cleaned.toString("latin1")).toContain("X-Virus-Status: Cleaned");
+    expect(cleaned.toString("latin1")).not.toContain(EICAR_TEXT);
+    const expected = [messages[0]!, cleaned, messages[2]!, messages[3]!];
+    for (let i = 0; i < 4; i++) expect(first[i]!.equals(expected[i]!)).toBe(true);
+    for (let uid = 4; uid >= 1; uid--) expect((await chunked(c, uid)).joined.equals(expected[uid - 1]!)).toBe(true);
+    for (let uid = 1; uid <= 4; uid++) expect((await fetchOne(c, `w${uid}`, `UID FETCH ${uid} BODY.PEEK[]`)).literal.equals(expected[uid - 1]!)).toBe(true);
+    const again = await bulk("y");
+    for (let i = 0; i < 4; i++) expect(again[i]!.equals(expected[i]!)).toBe(true);
+    // The buffers were given back, so a later big message reuses one instead of fresh memory.
+    expect(keptMessageBytes()).toBeGreaterThan(0);
   });
 });
