@@ -41,13 +41,13 @@ export function hasUrlAlphabet(bytes: Uint8Array): boolean {
  * piece. Decoding here, not through a latin1 string and Buffer.from(…, "base64"), saves a copy of
  * the encoded text the size of the attachment; fresh memory is the dearest part of decoding.
  */
-export function decodeBase64(bytes: Uint8Array, urlAlphabet = false, max = Infinity): Uint8Array {
+export function decodeBase64(bytes: Uint8Array, urlAlphabet = false, max = Infinity, alloc: (n: number) => Uint8Array = Buffer.allocUnsafe): Uint8Array {
   const b = bytes;
   const len = b.length;
   // Past max the output is cut (one group over, so the caller sees it was): a part that decodes to
   // more than the scanner would take is never decoded whole, whatever the message's size.
   const cap = Math.min(Math.ceil(len / 4) * 3, max + 1);
-  const out = Buffer.allocUnsafe(cap + 3);
+  const out = alloc(cap + 3);
   const T = urlAlphabet ? B64_VALUE_URL : B64_VALUE;
   let o = 0;
   let acc = 0;
@@ -144,12 +144,13 @@ export function decodeQuotedPrintable(bytes: Uint8Array, max = Infinity): Uint8A
 /**
  * The body of part decoded by its Content-Transfer-Encoding; identity encodings return a view (no
  * copy). Decoding stops one byte past max: longer means "more than max", and memory stays bounded.
+ * alloc gives the memory a base64 body is decoded into (the scan pipeline's reused buffers).
  */
-export function decodePartBody(buf: Uint8Array, part: MimePart, max = Infinity): Uint8Array {
+export function decodePartBody(buf: Uint8Array, part: MimePart, max = Infinity, alloc?: (n: number) => Uint8Array): Uint8Array {
   const body = buf.subarray(part.bodyStart, part.bodyEnd);
   switch (part.transferEncoding) {
     case "base64":
-      return decodeBase64(body, false, max);
+      return decodeBase64(body, false, max, alloc);
     case "quoted-printable":
       return decodeQuotedPrintable(body, max);
     case "x-uuencode":

@@ -8,6 +8,7 @@ import { decodeBase64Runs, findDataUris, guessBoundary } from "../mime/embedded.
 import { headerValue, otherReadings, parseMessage, splitWithBoundary } from "../mime/parse.ts";
 import type { MimePart, Reading } from "../mime/types.ts";
 import { readArchive, sniffArchive, type ArchiveKind } from "./archive/index.ts";
+import { leaseDecodeBuffer, REUSE_FROM, type DecodeLease } from "./decode-buffers.ts";
 import type { Detection, Engine } from "./engine.ts";
 import { worse, type Finding, type ScanResult, type UnscannedReason, type Verdict } from "./verdict.ts";
 
@@ -244,12 +245,33 @@ class Run {
     return sequence(this, todo.map((leaf) => () => this.scanLeaf(leaf)));
   }
 
+  /**
+   * A big base64 body is decoded into memory this thread keeps for the next scan (decode-buffers.ts),
+   * leased until every step of the leaf is done, since they all read the body or views of it. A lease
+   * is the only holder of its buffer: a body decoded meanwhile (an attached message inside this one,
+   * another scan at an await) gets another.
+   */
   private scanLeaf(leaf: Leaf): void | Promise<void> {
+    const { part } = leaf;
+    if (part.transferEncoding !== "base64" || part.bodyEnd - part.bodyStart < REUSE_FROM) return this.scanLeafWith(leaf, null);
+    const lease = leaseDecodeBuffer();
+    let pending: void | Promise<void>;
+    try {
+      pending = this.scanLeafWith(leaf, lease);
+    } catch (e) {
+      lease.release();
+      throw e;
+    }
+    if (!pending) lease.release();
+    else return pending.finally(() => lease.release());
+  }
+
+  private scanLeafWith(leaf: Leaf, lease: DecodeLease | null): void | Promise<void> {
     let body: Uint8Array;
     try {
       // Never more than maxFileSize (and a byte) is decoded: a bigger part is too-large either way,
       // and a spooled message's 500 MB attachment must not become 375 MB of heap.
-      body = decodePartBody(leaf.buf, leaf.part, this.limits.maxFileSize);
+      body = decodePartBody(leaf.buf, leaf.part, this.limits.maxFileSize, lease?.alloc);
     } catch {
       this.unscanned("corrupt", leaf.path, leaf.partId);
       return;
