@@ -46,6 +46,15 @@ export function releaseMessageBuffer(view: Uint8Array): void {
   keptBytes += cls;
 }
 
+/**
+ * bytes itself when it is all of an unshared buffer, else a copy: what is kept beyond its moment
+ * (a cache entry, a transfer) must not be a view that holds a bigger buffer alive, nor a message
+ * buffer that will be given back and refilled. (Buffer#slice would be another view.)
+ */
+export function ownedBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : new Uint8Array(bytes);
+}
+
 /** Bytes kept for reuse now (for tests). */
 export function keptMessageBytes(): number {
   return keptBytes;

@@ -5,6 +5,7 @@ import type { RewriteOutcome } from "../rewrite/index.ts";
 import { BuiltinEngine } from "../scan/engines/builtin.ts";
 import type { LoadReport } from "../scan/signatures/load.ts";
 import type { ScanResult } from "../scan/verdict.ts";
+import { ownedBytes } from "./buffers.ts";
 import { scanAndApply, scanSpoolFile, type FileRewrite, type ScanJob } from "./scan-job.ts";
 
 export type ToWorker =
@@ -62,7 +63,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
     let rewrite: WireRewrite | undefined;
     if (s.rewrite) {
       const { bytes, ...rest } = s.rewrite;
-      const out = bytes === m.raw ? null : owned(bytes);
+      const out = bytes === m.raw ? null : ownedBytes(bytes);
       if (out) transfer.push(out.buffer as ArrayBuffer);
       rewrite = { ...rest, bytes: out };
     }
@@ -84,9 +85,3 @@ function post(m: FromWorker, transfer: ArrayBuffer[] = []): void {
   self.postMessage(m, transfer);
 }
 
-/** A view that covers its whole buffer, so the buffer can be transferred without taking more. */
-function owned(bytes: Uint8Array): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)
-    ? bytes
-    : new Uint8Array(bytes); // a copy (Buffer#slice would be a view of the same buffer)
-}

@@ -2,6 +2,7 @@
 // fetches are answered from one consistent copy. Invariant: the bytes charged never exceed maxBytes.
 // Least recently used entries go first; a doubly linked list, because evicting from the front of a JS
 // Map after many delete+set refreshes costs tens of microseconds per call in Bun once it holds 50,000.
+import { ownedBytes } from "../filter/buffers.ts";
 
 /** Which message: a UID names one message only within one UIDVALIDITY of one mailbox of one account. */
 export interface MessageKey {
@@ -99,10 +100,8 @@ export class MessageCache {
     const charge = value.bytes.byteLength + CACHE_ENTRY_OVERHEAD;
     if (charge > this.maxBytes) return false;
     while (this.#bytes + charge > this.maxBytes && this.#oldest) this.#remove(this.#oldest.key);
-    // A view, or shared memory (a held body's buffer, reused once its response is written), is copied
-    // (Buffer#slice would be another view).
-    const whole = value.bytes.byteLength === value.bytes.buffer.byteLength && !(value.bytes.buffer instanceof SharedArrayBuffer);
-    const owned = whole ? value : { ...value, bytes: new Uint8Array(value.bytes) };
+    const bytes = ownedBytes(value.bytes);
+    const owned = bytes === value.bytes ? value : { ...value, bytes };
     const node: Node = { key: k, value: owned, charge, newer: null, older: null };
     this.#nodes.set(k, node);
     this.#pushNewest(node);

@@ -19,7 +19,7 @@ import { ImapProtocolError, type ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
 import { messageKeyString, type CachedMessage, type MessageCache, type MessageKey } from "./cache.ts";
 import { Spool } from "../filter/spool.ts";
-import { messageBuffer, releaseMessageBuffer } from "../filter/buffers.ts";
+import { messageBuffer, ownedBytes, releaseMessageBuffer } from "../filter/buffers.ts";
 import type { CleanIndex } from "./clean-index.ts";
 import type { ByteBudget } from "../net/budget.ts";
 import { astringBytes, commandHead, latin1Bytes, lineText, quoted, segmentText, tokenize, type Segment } from "./wire.ts";
@@ -54,13 +54,13 @@ export interface RelayOptions {
   touch: () => void;
 }
 
-/** What one command in flight is, for the pump. */
 /** What one FETCH response holds while it is judged: its share of the byte budget, and the buffers of its bodies. */
 interface Hold {
   release: (() => void) | null;
   buffers: Uint8Array[];
 }
 
+/** What one command in flight is, for the pump. */
 interface InFlight {
   tag: string;
   verb: string;
@@ -647,7 +647,7 @@ export class ImapRelay {
       if (out.kind === "refuse") return null;
       const changed = out.bytes !== raw;
       if (out.clean && key) this.o.cleanIndex?.add({ ...key, size: raw.length });
-      return { bytes: changed ? out.bytes : keepOriginal ? owned(raw) : EMPTY, changed, size: raw.length, verdict: out.clean ? "clean" : out.detected ? "infected" : "delivered" };
+      return { bytes: changed ? out.bytes : keepOriginal ? ownedBytes(raw) : EMPTY, changed, size: raw.length, verdict: out.clean ? "clean" : out.detected ? "infected" : "delivered" };
     };
     if (!key) return load();
     return this.o.cache.getOrLoad(key, load);
@@ -848,15 +848,6 @@ function treeOf(copy: Uint8Array): MimePart {
   return t;
 }
 
-/**
- * Bytes that hold no more memory than they show: a literal read as a view of a socket chunk would keep
- * the whole chunk alive in the cache, which charges only the view's length.
- */
-function owned(b: Uint8Array): Uint8Array {
-  // new Uint8Array(view) copies; a Buffer's slice() would be another view of the same memory. A
-  // shared buffer is a held body's, given back for reuse once the response is written.
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && !(b.buffer instanceof SharedArrayBuffer) ? b : new Uint8Array(b);
-}
 
 const CLEAN: CachedMessage = { bytes: EMPTY, changed: false, size: 0, verdict: "clean" };
 
