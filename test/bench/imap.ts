@@ -4,7 +4,8 @@
 // times, ratios, the proxy's CPU seconds per 100 MB and its peak RSS; exits 1 when a target is missed.
 // Usage: bun test/bench/imap.ts   (MAILSENTRY_BIN selects the compiled binary; BENCH_RUNS, BENCH_MODES
 // e.g. "bun-tls-chunked,imaplib-plain-bulk", BENCH_LOAD=0 skips the load test, BENCH_PROFILE=DIR writes
-// --cpu-prof-md profiles of every proxied run, BENCH_COMPRESS=0|1 sets upstreamCompress false or "always")
+// --cpu-prof-md profiles of every proxied run, BENCH_COMPRESS=0|1 sets upstreamCompress false or "always",
+// BENCH_THREADS=1 prints each measured download's CPU and page faults per thread of the proxy)
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,10 +13,11 @@ import { sendControl } from "../../core/control.ts";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
 import { fetchMailbox, idle, imaplibFetch, type FetchStats, type IdleSession, type ImapTarget, type Shape } from "./imap-client.ts";
 import { bigMessage, infectedMessage, MB, mixedMessages } from "./mailbox.ts";
-import { proxyCommand, spawnProxy, type ProxyProcess } from "./proxy-process.ts";
+import { printThreads, proxyCommand, spawnProxy, threadDelta, type ProxyProcess } from "./proxy-process.ts";
 import { median, percentile } from "./stats.ts";
 
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
+const THREADS = process.env.BENCH_THREADS === "1";
 const IDLERS = Number(process.env.BENCH_IDLE ?? 900);
 const DOWNLOADERS = Number(process.env.BENCH_DOWNLOADERS ?? 100);
 /** Sessions opened at once: Dovecot forks a login and an imap process per session. */
@@ -120,8 +122,10 @@ async function measureMode(dir: string, dc: Dovecot, proxyCa: { pem: string; fil
       const warm = await download(mode.client, proxied(proxy, proxyCa, dc, "warm", mode.tls), mode.shape);
       const c0 = await proxy.cpuSeconds();
       fresh.push((c0 - w0) / (warm.bytes / (100 * MB)));
+      const t0 = THREADS ? await proxy.threads() : null;
       const s = await download(mode.client, proxied(proxy, proxyCa, dc, "mixed", mode.tls), mode.shape);
       const c1 = await proxy.cpuSeconds();
+      if (t0) printThreads(modeName(mode), threadDelta(t0, await proxy.threads()), s.bytes);
       check("proxied", s);
       p.push(s.wallMs);
       cpu.push((c1 - c0) / (s.bytes / (100 * MB)));

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
 import { bigMessage, MB, mixedMessages, sizedMessage } from "./mailbox.ts";
 import { asyncioLoad, bunDownload, curlDownload, fetchmailDownload, noopPinger, poplibDownload, type DownloadStats, type Pop3Target } from "./pop3-client.ts";
-import { proxyCommand, spawnProxy, threadDelta, type ProxyProcess, type ThreadTimes } from "./proxy-process.ts";
+import { printThreads, proxyCommand, spawnProxy, threadDelta, type ProxyProcess } from "./proxy-process.ts";
 import { median, percentile } from "./stats.ts";
 
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
@@ -125,13 +125,6 @@ async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode,
     await proxy.stop();
   }
   return r;
-}
-
-/** BENCH_THREADS=1: each proxied run's CPU and page faults per thread, per 100 MB moved. */
-function printThreads(name: string, threads: ThreadTimes[], bytes: number): void {
-  const per = (100 * MB) / bytes;
-  const cells = threads.map((t) => `${t.name} ${(t.user * per).toFixed(2)}u+${(t.sys * per).toFixed(2)}s ${Math.round(t.faults * per)}flt`);
-  console.log(`  ${name} per 100 MB: ${cells.join(", ")}`);
 }
 
 function printTable(results: ModeResult[]): void {

@@ -3,6 +3,7 @@
 import { existsSync } from "node:fs";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { MB } from "./mailbox.ts";
 
 export interface ProxyProcess {
   pid: number;
@@ -49,6 +50,13 @@ export function threadDelta(before: Map<string, ThreadTimes>, after: Map<string,
     byName.set(a.name, t);
   }
   return [...byName.values()].filter((t) => t.user + t.sys > 0 || t.faults > 0).sort((x, y) => y.user + y.sys - (x.user + x.sys));
+}
+
+/** BENCH_THREADS=1: one proxied run's CPU and page faults per thread, per 100 MB moved. */
+export function printThreads(name: string, threads: ThreadTimes[], bytes: number): void {
+  const per = (100 * MB) / bytes;
+  const cells = threads.map((t) => `${t.name} ${(t.user * per).toFixed(2)}u+${(t.sys * per).toFixed(2)}s ${Math.round(t.faults * per)}flt`);
+  console.log(`  ${name} per 100 MB: ${cells.join(", ")}`);
 }
 
 export async function cpuSecondsOf(pid: number): Promise<number> {
