@@ -2,7 +2,8 @@
 // carries the server's responses back in order. Everything passes byte-identical except what carries
 // message content: FETCH body items are answered from the scanned copy (the whole message is fetched
 // and scanned first when a client asks for part of one) and, where the copy differs, so are its
-// structure, envelope and header items; capability lists are filtered, and commands
+// structure, envelope and header items. The chunks of a chunked download are cut from the copy, by the
+// proxy alone while the server was heard from within a second. Capability lists are filtered, and commands
 // that would carry content past the scanner are refused. A literal cut short upstream closes the client:
 // never a short literal, never a tagged OK for it.
 import type { Channel } from "../net/queue.ts";
@@ -115,6 +116,14 @@ const EMPTY = new Uint8Array(0);
 const SPOOL_SLICE = 512 * 1024;
 /** Changed copies of spooled messages one session keeps (a chunked download needs its copy until done). */
 const MAX_BIG_COPIES = 2;
+/**
+ * Chunks answered from the copy alone (no upstream command) only while the server was last heard from
+ * within this time: what it would have said with a chunk's response (new mail, flag changes) still
+ * reaches the client at least this often during a download.
+ */
+export const NEWS_INTERVAL_MS = 1000;
+/** Messages of the selected mailbox whose sequence number and size the relay remembers (a header sync's worth). */
+const MAX_PLACED = 10_000;
 
 export class ImapRelay {
   private readonly inflight: InFlight[] = [];
@@ -123,6 +132,22 @@ export class ImapRelay {
   private stopped = false;
   private logoutSeen = false;
   private drainWaiters: (() => void)[] = [];
+  /**
+   * UID → sequence number and RFC822.SIZE in the selected mailbox, as the server's FETCH responses last
+   * said; forgotten on any EXPUNGE or VANISHED (sequence numbers move) and when the mailbox changes.
+   */
+  private readonly placed = new Map<number, { seq: number; size: number | null }>();
+  /** When a command of this session last completed upstream (performance.now()). */
+  private lastHeard = 0;
+  /** The server's own words for a completed FETCH, used for the chunks answered from a copy. */
+  private fetchDone = "OK Fetch completed.";
+  /** The pump is in the middle of relaying a response: nothing else may be written to the client. */
+  private responding = false;
+  /**
+   * The server put MODSEQ into a body's FETCH response unasked (CONDSTORE on, as some servers do; Dovecot
+   * does not): a copy cannot know it, so no chunk is answered from the copy alone from then on.
+   */
+  private modseqs = false;
 
   constructor(private readonly o: RelayOptions) {}
 
@@ -282,10 +307,11 @@ export class ImapRelay {
     }
     const needsCopy = this.o.filter !== null && req.names.some((n) => n.kind === "section" || n.kind === "structure");
     const fresh = needsCopy ? await this.prefetch(req) : null;
+    const copy = seg.literal ? null : this.rangesFromCopy(req, fresh);
+    if (copy && this.answerFromCopy(tag, req, copy)) return;
     const f = this.track(tag, verb);
     f.fetch = req;
     let line = seg.text;
-    const copy = seg.literal ? null : this.rangesFromCopy(req, fresh);
     if (copy) {
       f.copy = copy;
       line = latin1Bytes(`${tag} ${verb} ${req.set} ${req.itemsText.replace(WHOLE_RANGE, "$1<$2.1>")}${req.modifiers}`);
@@ -325,6 +351,42 @@ export class ImapRelay {
   }
 
   /**
+   * A chunk answered from the copy alone, as the server answers it (Dovecot's order: UID, the other
+   * items as asked, then the ranges; a range past the end is `{0}`), when nothing the server would add
+   * can be missed: nothing is in flight, the server was heard from within NEWS_INTERVAL_MS, the request
+   * changes no flag (PEEK) and asks only for UID, RFC822.SIZE and whole-message ranges, and the
+   * message's sequence number and size are known from the server's own responses. A chunked download
+   * then costs the client's round trips to the proxy only, as direct ones cost it to the server.
+   */
+  private answerFromCopy(tag: string, req: FetchRequest, copy: { key: MessageKey; entry: CachedMessage }): boolean {
+    if (req.modifiers !== "" || this.modseqs || this.inflight.length > 0 || this.responding) return false;
+    if (performance.now() - this.lastHeard > NEWS_INTERVAL_MS) return false;
+    const uid = copy.key.uid;
+    const placed = this.placed.get(uid);
+    if (!placed || placed.size === null) return false;
+    const ranges = req.names.filter((n) => n.kind !== "meta");
+    if (!ranges.every((n) => n.peek && n.section === "" && n.partial && Number.isFinite(n.partial.length))) return false;
+    const meta = req.names.filter((n) => n.kind === "meta");
+    if (!meta.every((n) => n.upper === "UID" || n.upper === "RFC822.SIZE")) return false;
+    const { entry } = copy;
+    let head = `* ${placed.seq} FETCH (UID ${uid}`;
+    if (meta.some((n) => n.upper === "RFC822.SIZE")) head += ` RFC822.SIZE ${placed.size}`;
+    const pieces: Uint8Array[] = [];
+    let end = 0;
+    for (const n of ranges) {
+      const { origin, length } = n.partial!;
+      const bytes = partialRange(entry.bytes, origin, length);
+      pieces.push(latin1Bytes(`${head} BODY[]<${origin}> {${bytes.length}}\r\n`), bytes);
+      head = "";
+      end = Math.max(end, origin + length);
+    }
+    pieces.push(latin1Bytes(`)\r\n${tag} ${this.fetchDone}\r\n`));
+    this.write(...pieces);
+    this.releaseOriginal(copy, end);
+    return true;
+  }
+
+  /**
    * Makes sure every message of the request is in the cache or known clean; returns the copies it
    * made (by UID), which the command may use even when the cache had no room to keep them.
    */
@@ -335,9 +397,14 @@ export class ImapRelay {
     if (!sel || sel.uidValidity === null) return copies; // nothing to key a copy by: parts are scanned as they come
     let targets: { uid: number; size: number | null }[];
     const one = req.uid ? singleNumber(req.set) : null;
-    if (one !== null && this.known(this.key(one), null)) return copies;
-    const found = await this.own(`${req.uid ? "UID " : ""}FETCH ${req.set} (UID RFC822.SIZE)`, { kind: "uids", found: [] });
-    targets = found.kind === "uids" ? found.found : [];
+    // One message whose size a header sync already told: no command to ask for it again.
+    const oneSize = one !== null ? this.placed.get(one)?.size ?? null : null;
+    if (one !== null && this.known(this.key(one), oneSize)) return copies;
+    if (one !== null && oneSize !== null) targets = [{ uid: one, size: oneSize }];
+    else {
+      const found = await this.own(`${req.uid ? "UID " : ""}FETCH ${req.set} (UID RFC822.SIZE)`, { kind: "uids", found: [] });
+      targets = found.kind === "uids" ? found.found : [];
+    }
     const missing = targets.filter((t) => !this.known(this.key(t.uid), t.size));
     for (let i = 0; i < missing.length; i += PREFETCH_BATCH) {
       const batch = missing.slice(i, i + PREFETCH_BATCH);
@@ -385,19 +452,29 @@ export class ImapRelay {
       // so responses wait in the kernel's buffers, not in the proxy's memory.
       if (this.o.client.out.isFull) await this.o.client.out.room();
       const seg = await server.readSegment(this.inflight.length ? server.limits.upstreamReadTimeout : 0);
-      const text = segmentText(seg);
-      if (text.startsWith("+")) {
-        const waiting = this.inflight.find((f) => f.literalWait);
-        waiting?.literalWait?.resolve("go");
-        await this.relaySegments(seg);
-        continue;
+      this.responding = true;
+      try {
+        if (await this.response(seg)) return;
+      } finally {
+        this.responding = false;
       }
-      if (text.startsWith("* ")) {
-        await this.untagged(seg, text);
-        continue;
-      }
-      if (await this.tagged(seg, text)) return;
     }
+  }
+
+  /** One response from the server, relayed (or consumed); true when the relay is done. */
+  private async response(seg: Segment): Promise<boolean> {
+    const text = segmentText(seg);
+    if (text.startsWith("+")) {
+      const waiting = this.inflight.find((f) => f.literalWait);
+      waiting?.literalWait?.resolve("go");
+      await this.relaySegments(seg);
+      return false;
+    }
+    if (text.startsWith("* ")) {
+      await this.untagged(seg, text);
+      return false;
+    }
+    return this.tagged(seg, text);
   }
 
   private current(): InFlight | undefined {
@@ -411,6 +488,7 @@ export class ImapRelay {
     if (/^\* (OK|NO|BAD|BYE|PREAUTH) \[CAPABILITY /i.test(text)) return this.write(latin1Bytes(filterCapabilityCode(text) + "\r\n"));
     const uv = /^\* OK \[UIDVALIDITY (\d+)\]/i.exec(text);
     if (uv && f?.mailbox !== undefined) f.uidValidity = Number(uv[1]);
+    if (/^\* (\d+ EXPUNGE|VANISHED)\b/i.test(text)) this.placed.clear(); // sequence numbers moved
     return this.relaySegments(seg);
   }
 
@@ -432,16 +510,24 @@ export class ImapRelay {
     const f = this.inflight[i]!;
     this.inflight.splice(i, 1);
     f.literalWait?.resolve("stop");
+    this.lastHeard = performance.now();
     const status = /^\S+ (OK|NO|BAD)\b/i.exec(text)?.[1]?.toUpperCase();
     if (f.mailbox !== undefined) {
       this.selected = status === "OK" ? { mailbox: f.mailbox, uidValidity: f.uidValidity ?? null } : null;
-    } else if ((f.verb === "CLOSE" || f.verb === "UNSELECT") && status === "OK") this.selected = null;
+      this.placed.clear();
+    } else if ((f.verb === "CLOSE" || f.verb === "UNSELECT") && status === "OK") {
+      this.selected = null;
+      this.placed.clear();
+    }
+    if ((f.fetch || f.own) && status === "OK" && !seg.literal) this.fetchDone = text.slice(tag.length + 1);
     if (!f.own) {
       if (f.withheld && f.fetch && status === "OK") {
         this.write(latin1Bytes(`${tag} NO [UNAVAILABLE] Some messages could not be scanned and were withheld; try again later.\r\n`));
       } else if (/\[CAPABILITY /i.test(text) && !seg.literal) this.write(latin1Bytes(filterCapabilityCode(text) + "\r\n"));
       else await this.relaySegments(seg);
     }
+    // The response is written whole: what the completion wakes (a prefetch's chunk) may write next.
+    this.responding = false;
     f.done.resolve(status ?? "BAD");
     if (this.inflight.length === 0) for (const w of this.drainWaiters.splice(0)) w();
     return f.verb === "LOGOUT";
@@ -540,6 +626,7 @@ export class ImapRelay {
       if (e instanceof RelayAbort) throw e;
       throw new RelayAbort(`upstream failed mid-FETCH: ${(e as Error).message}`);
     }
+    this.place(r);
     if (own) return this.ownFetch(r, own);
     const keep = await this.settle(r, f);
     if (!keep) {
@@ -551,6 +638,17 @@ export class ImapRelay {
       if (uid && !uid.written) uid.replacement = null;
     }
     this.write(...r.serialize({ head: !headWritten }));
+  }
+
+  /** Remembers where a message is and how big the server says it is (answerFromCopy, prefetch). */
+  private place(r: FetchResponse): void {
+    const uid = r.number("UID");
+    if (r.items.some((it) => it.info.upper === "MODSEQ") && r.items.some((it) => it.literal !== null && it.info.kind !== "meta")) this.modseqs = true;
+    if (uid === null || !this.selected) return;
+    const size = r.number("RFC822.SIZE") ?? this.placed.get(uid)?.size ?? null;
+    this.placed.delete(uid);
+    if (this.placed.size >= MAX_PLACED) this.placed.delete(this.placed.keys().next().value!);
+    this.placed.set(uid, { seq: r.seq, size });
   }
 
   /**
@@ -580,7 +678,7 @@ export class ImapRelay {
       if (bytesItem && it.literal === null) continue; // NIL: nothing to judge
       if (f?.copy && it.info.section === "" && it.info.partial && uid === f.copy.key.uid) {
         it.replacement = literalItem(it.name, this.cut(f.copy.entry.bytes, it, f));
-        this.releaseOriginal(f.copy, it, f);
+        this.releaseOriginal(f.copy, (it.info.partial?.origin ?? 0) + (this.askedLength(it, f) ?? 0));
         continue;
       }
       let entry = key ? this.lookup(key) : undefined;
@@ -790,10 +888,9 @@ export class ImapRelay {
    * The last chunk of a kept original was served: the entry goes back to a bare verdict, so clean
    * originals do not crowd the cache once their download is done (a changed copy stays).
    */
-  private releaseOriginal(copy: { key: MessageKey; entry: CachedMessage }, it: FetchItem, f: InFlight): void {
+  private releaseOriginal(copy: { key: MessageKey; entry: CachedMessage }, end: number): void {
     const { key, entry } = copy;
     if (entry.changed || entry.bytes.length === 0) return;
-    const end = (it.info.partial?.origin ?? 0) + (this.askedLength(it, f) ?? 0);
     if (end < entry.size || this.o.cache.get(key) !== entry) return;
     this.o.cache.put(key, { ...entry, bytes: EMPTY });
   }

@@ -35,6 +35,8 @@ export interface MockImapFaults {
   hugeLiteral?: { uid: number; size: number };
   /** An unsolicited FLAGS FETCH for another message after the first response of every FETCH. */
   unsolicitedFetchDuring?: "FETCH";
+  /** Every FETCH response carries `MODSEQ (n)` after UID, asked or not (a server with CONDSTORE always on). */
+  modseqInFetch?: boolean;
   /**
    * The ENVELOPE of this message is cut `after` bytes into its first literal (a value with 8-bit bytes,
    * as Dovecot sends it), or into its text when it has none; then the connection closes.
@@ -541,6 +543,7 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
     for (const it of early) {
       atoms.push(it.kind === "UID" ? `UID ${m.uid}` : it.kind === "FLAGS" ? flagList(m) : it.kind === "RFC822.SIZE" ? `RFC822.SIZE ${m.content.size}` : `INTERNALDATE ${INTERNALDATE}`);
     }
+    if (faults.modseqInFetch) atoms.splice(early.some((it) => it.kind === "UID") ? 1 : 0, 0, `MODSEQ (${1000 + m.uid})`);
     line += atoms.join(" ");
     let first = atoms.length === 0;
     for (const it of late) {
