@@ -35,19 +35,40 @@ export function hasUrlAlphabet(bytes: Uint8Array): boolean {
 }
 
 /**
- * Lenient base64 over the bytes themselves: junk and whitespace are skipped, missing padding is
- * accepted, and an "=" ends a piece (its 2 or 3 leftover characters give 1 or 2 bytes) after which
- * decoding goes on, so concatenated encodings are all decoded — what Buffer's decoder does piece by
- * piece. Decoding here, not through a latin1 string and Buffer.from(…, "base64"), saves a copy of
- * the encoded text the size of the attachment; fresh memory is the dearest part of decoding.
+ * Lenient base64: junk and whitespace are skipped, missing padding is accepted, and an "=" ends a
+ * piece (its 2 or 3 leftover characters give 1 or 2 bytes) after which decoding goes on, so
+ * concatenated encodings are all decoded — what Buffer's decoder does piece by piece. Past max the
+ * output is cut (one byte over, so the caller sees it was): a part that decodes to more than the
+ * scanner would take is never decoded whole, whatever the message's size.
+ *
+ * A body that is nothing but the alphabet and whitespace with its padding at the end (nearly every
+ * attachment) is decoded natively (Uint8Array#setFromBase64, about three times the JS loop's speed
+ * even with the latin1 string it needs); anything else it refuses goes through decodeBase64Lenient,
+ * which gives the same bytes for what both accept.
  */
 export function decodeBase64(bytes: Uint8Array, urlAlphabet = false, max = Infinity, alloc: (n: number) => Uint8Array = Buffer.allocUnsafe): Uint8Array {
-  const b = bytes;
-  const len = b.length;
-  // Past max the output is cut (one group over, so the caller sees it was): a part that decodes to
-  // more than the scanner would take is never decoded whole, whatever the message's size.
+  const len = bytes.length;
   const cap = Math.min(Math.ceil(len / 4) * 3, max + 1);
   const out = alloc(cap + 3);
+  if (!urlAlphabet && len > 0) {
+    try {
+      // Room for cap + 3: it decodes whole groups while one fits, so a cut body fills past cap.
+      const { written } = out.subarray(0, cap + 3).setFromBase64(asBuffer(bytes).toString("latin1"));
+      return out.subarray(0, Math.min(cap, written));
+    } catch {
+      // junk, an "=" before the end, a lone last character: the lenient reading below
+    }
+  }
+  return decodeBase64Lenient(bytes, urlAlphabet, cap, out);
+}
+
+/**
+ * decodeBase64 over the bytes with a table, into out (cap + 3 long): no copy of the encoded text,
+ * whatever it holds; the URL-safe alphabet (RFC 4648 §5) too.
+ */
+export function decodeBase64Lenient(bytes: Uint8Array, urlAlphabet: boolean, cap: number, out: Uint8Array): Uint8Array {
+  const b = bytes;
+  const len = b.length;
   const T = urlAlphabet ? B64_VALUE_URL : B64_VALUE;
   let o = 0;
   let acc = 0;

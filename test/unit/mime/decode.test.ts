@@ -1,6 +1,6 @@
 // Transfer decoding: lenient base64, quoted-printable, uuencode, and decodePartBody's dispatch.
 import { describe, expect, test } from "bun:test";
-import { decodeBase64, decodePartBody, decodeQuotedPrintable, findUuencoded } from "../../../core/mime/decode.ts";
+import { decodeBase64, decodeBase64Lenient, decodePartBody, decodeQuotedPrintable, findUuencoded } from "../../../core/mime/decode.ts";
 import { parseMessage } from "../../../core/mime/parse.ts";
 import { eicar, EICAR_TEXT } from "../../helpers/eicar.ts";
 import { base64Lines, pseudoRandom, uuencode } from "../../helpers/messages.ts";
@@ -28,6 +28,23 @@ describe("decodeBase64", () => {
   test("text after padding (concatenated encodings) is decoded too", () => {
     expect(str(decodeBase64(enc("QQ==\r\nQkM=\r\nRA==")))).toBe("ABCD");
     expect(str(decodeBase64(enc("QUJD====RA==")))).toBe("ABCD");
+  });
+
+  test("the native reading of clean bodies and the table's agree, cut at any max, into any memory", () => {
+    let seed = 11;
+    const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    for (let k = 0; k < 400; k++) {
+      const data = pseudoRandom(Math.floor(rand() * 3000), k);
+      const text = rand() < 0.5 ? base64Lines(data) : Buffer.from(data).toString("base64").replace(/=+$/, "");
+      const max = rand() < 0.3 ? Infinity : Math.floor(rand() * (data.length + 4));
+      const cap = Math.min(Math.ceil(text.length / 4) * 3, max + 1);
+      const lenient = decodeBase64Lenient(enc(text), false, cap, new Uint8Array(cap + 3));
+      // Leased memory: a view into a bigger buffer that already holds bytes.
+      const lease = (n: number) => new Uint8Array(n + 50).fill(0xaa).subarray(25, 25 + n);
+      const got = decodeBase64(enc(text), false, max, lease);
+      expect({ k, max, got: Buffer.from(got).toString("hex") }).toEqual({ k, max, got: Buffer.from(lenient).toString("hex") });
+      expect(got.length).toBe(Math.min(data.length, max + 1));
+    }
   });
 
   test("EICAR hidden in base64 comes out whole", () => {
