@@ -178,6 +178,24 @@ describe("small messages on the event loop", () => {
     expect(few.result.verdict).toMatchObject({ kind: "unscanned", reason: "too-many-files" });
   });
 
+  test("by default a message up to 1 MiB is scanned on the event loop, infected or not, and a bigger one by a worker", async () => {
+    const pool = await open(null, { size: 1, inlineMaxBytes: undefined });
+    const sized = (bytes: number, payload: boolean) => enc.encode(message(multipart("s", [
+      attachment("data.bin", pseudoRandom(bytes, 3)),
+      ...(payload ? [attachment("x.com", eicar())] : []),
+    ])));
+    const mid = sized(700_000, true);
+    expect(mid.length).toBeGreaterThan(900_000);
+    expect(mid.length).toBeLessThan(1024 * 1024);
+    expect((await pool.scan(mid, job)).result.verdict).toMatchObject({ kind: "infected", name: "Eicar-Test-Signature" });
+    expect((await pool.scan(sized(700_000, false), job)).result.verdict).toEqual({ kind: "clean" });
+    expect(pool.inlineScans).toBe(2);
+    const over = sized(800_000, true);
+    expect(over.length).toBeGreaterThan(1024 * 1024);
+    expect((await pool.scan(over, job)).result.verdict).toMatchObject({ kind: "infected", name: "Eicar-Test-Signature" });
+    expect(pool.inlineScans).toBe(2);
+  });
+
   test("bigger messages and big signature sets go to the workers", async () => {
     const pool = await opened(null, { inlineMaxBytes: 100 });
     expect((await pool.scan(infected, job)).result.verdict.kind).toBe("infected");
