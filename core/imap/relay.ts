@@ -18,7 +18,7 @@ import { envelopeText } from "./envelope.ts";
 import { parseFetch, singleNumber, type FetchRequest } from "./fetch-items.ts";
 import { ImapProtocolError, type ImapServerConn } from "./server.ts";
 import { partialRange, sectionBytes } from "./sections.ts";
-import { messageKeyString, type CachedMessage, type MessageCache, type MessageKey } from "./cache.ts";
+import { CACHE_ENTRY_OVERHEAD, messageKeyString, type CachedMessage, type MessageCache, type MessageKey } from "./cache.ts";
 import { Spool } from "../filter/spool.ts";
 import { messageBuffer, ownedBytes, releaseMessageBuffer } from "../filter/buffers.ts";
 import type { CleanIndex } from "./clean-index.ts";
@@ -91,7 +91,9 @@ type OwnCommand =
    * copies: for a command on one UID, what the message scanned to, kept for that command even when
    * the cache has no room (one message's worth; a many-message prefetch keeps nothing here).
    */
-  | { kind: "prefetch"; keepOriginal: boolean; copies: Map<number, CachedMessage> | null };
+  | { kind: "prefetch"; keepOriginal: boolean; copies: Map<number, CachedMessage> | null }
+  /** A message known clean, fetched whole so the rest of its chunked download is cut from it: not scanned again. */
+  | { kind: "original"; copies: Map<number, CachedMessage> };
 
 /** Thrown when the client must be cut off without completing the response in progress. */
 export class RelayAbort extends Error {
@@ -137,6 +139,8 @@ export class ImapRelay {
    * said; forgotten on any EXPUNGE or VANISHED (sequence numbers move) and when the mailbox changes.
    */
   private readonly placed = new Map<number, { seq: number; size: number | null }>();
+  /** Known-clean messages this session fetched whole for a chunked download (once each: see chunkingKnownClean). */
+  private readonly fetchedWhole = new Set<number>();
   /** When a command of this session last completed upstream (performance.now()). */
   private lastHeard = 0;
   /** The server's own words for a completed FETCH, used for the chunks answered from a copy. */
@@ -399,7 +403,14 @@ export class ImapRelay {
     const one = req.uid ? singleNumber(req.set) : null;
     // One message whose size a header sync already told: no command to ask for it again.
     const oneSize = one !== null ? this.placed.get(one)?.size ?? null : null;
-    if (one !== null && this.known(this.key(one), oneSize)) return copies;
+    if (one !== null && this.known(this.key(one), oneSize)) {
+      if (oneSize !== null && this.chunkingKnownClean(req, one, oneSize)) {
+        if (this.fetchedWhole.size >= MAX_PLACED) this.fetchedWhole.clear();
+        this.fetchedWhole.add(one);
+        await this.own(`UID FETCH ${one} (UID RFC822.SIZE BODY.PEEK[])`, { kind: "original", copies });
+      }
+      return copies;
+    }
     if (one !== null && oneSize !== null) targets = [{ uid: one, size: oneSize }];
     else {
       const found = await this.own(`${req.uid ? "UID " : ""}FETCH ${req.set} (UID RFC822.SIZE)`, { kind: "uids", found: [] });
@@ -417,6 +428,24 @@ export class ImapRelay {
       if (small.length) await this.own(`UID FETCH ${small.map((t) => t.uid).join(",")} (UID RFC822.SIZE BODY.PEEK[])`, { kind: "prefetch", keepOriginal, copies: one !== null ? copies : null });
     }
     return copies;
+  }
+
+  /**
+   * A chunked download of a message known clean, with no copy to cut the chunks from (a re-sync: the
+   * clean index, or a verdict whose original was let go) is relayed chunk by chunk, each a round
+   * trip to the server. Once it is clearly a download (a later chunk, at least two more to come),
+   * the message is fetched whole, once per session, and the rest is cut from it: the server sends
+   * no more than the client was about to take (one chunk again), and a client that asks only for
+   * a message's start still gets it from the server.
+   */
+  private chunkingKnownClean(req: FetchRequest, uid: number, size: number): boolean {
+    if (this.fetchedWhole.has(uid) || size > this.o.limits.maxMessageSize || size + CACHE_ENTRY_OVERHEAD > this.o.cache.maxBytes) return false;
+    const ranges = req.names.filter((n) => n.kind !== "meta");
+    const range = ranges.length === 1 ? ranges[0]!.partial : null;
+    if (!range || ranges[0]!.section !== "" || !ranges[0]!.peek || range.origin === 0 || size - range.origin <= 2 * range.length) return false;
+    const key = this.key(uid);
+    const entry = this.lookup(key);
+    return entry ? entry.verdict === "clean" && !entry.changed && entry.bytes.length === 0 : this.o.cleanIndex?.has({ ...key, size }) === true;
   }
 
   private rememberOversize(uid: number): void {
@@ -515,9 +544,11 @@ export class ImapRelay {
     if (f.mailbox !== undefined) {
       this.selected = status === "OK" ? { mailbox: f.mailbox, uidValidity: f.uidValidity ?? null } : null;
       this.placed.clear();
+      this.fetchedWhole.clear();
     } else if ((f.verb === "CLOSE" || f.verb === "UNSELECT") && status === "OK") {
       this.selected = null;
       this.placed.clear();
+      this.fetchedWhole.clear();
     }
     if ((f.fetch || f.own) && status === "OK" && !seg.literal) this.fetchDone = text.slice(tag.length + 1);
     if (!f.own) {
@@ -758,6 +789,12 @@ export class ImapRelay {
     if (own.kind === "uids") { own.found.push({ uid, size: r.number("RFC822.SIZE") ?? 0 }); return; }
     const body = r.items.find((it) => it.info.kind === "whole" && it.literal);
     if (!body?.literal) return;
+    if (own.kind === "original") {
+      const entry: CachedMessage = { bytes: ownedBytes(body.literal), changed: false, size: body.literal.length, verdict: "clean" };
+      this.o.cache.put(this.key(uid), entry);
+      own.copies.set(uid, entry);
+      return;
+    }
     const copy = await this.scanWhole(body.literal, uid, r.seq, own.keepOriginal);
     if (copy) own.copies?.set(uid, copy);
   }

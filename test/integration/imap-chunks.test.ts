@@ -149,6 +149,33 @@ describe("chunked downloads through the IMAP proxy", () => {
     expect(next.at(-1)).toBe("c3 OK Fetch completed.");
   });
 
+  test("a re-sync of a message known clean: the first chunk from the server, then the message once, the rest from it", async () => {
+    await using mock = await startMockImap({ messages: [clean, infected] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
+    {
+      await using first = await TestClient.connect(proxy.ports.imap);
+      await login(first, mock.port);
+      expect((await chunked(first, 1)).joined.equals(clean)).toBe(true);
+    }
+    // The original was let go after its last chunk: only the verdict is left.
+    expect(proxy.service.messageCache!.bytes).toBeLessThan(clean.length);
+    const before = mock.commands.flat().length;
+    await using c = await TestClient.connect(proxy.ports.imap);
+    await login(c, mock.port);
+    const again = await chunked(c, 1);
+    expect(again.joined.equals(clean)).toBe(true);
+    expect(again.chunks.length).toBeGreaterThanOrEqual(4);
+    const sent = bodyCommands(mock.commands.flat().slice(before));
+    // The first chunk passes from the server as it is; the second shows a download: the message is
+    // fetched whole once (not scanned again) and every later chunk is cut from it.
+    expect(sent.ranges).toEqual([expect.stringMatching(new RegExp(`UID FETCH 1 \\(UID RFC822\\.SIZE BODY\\.PEEK\\[\\]<0\\.${CHUNK}>\\)`))]);
+    expect(sent.whole).toEqual([expect.stringMatching(/UID FETCH 1 \(UID RFC822\.SIZE BODY\.PEEK\[\]\)/)]);
+    // A second re-sync in this session does not fetch it whole again (once per session).
+    const third = await chunked(c, 1);
+    expect(third.joined.equals(clean)).toBe(true);
+    expect(bodyCommands(mock.commands.flat().slice(before)).whole.length).toBe(1);
+  });
+
   test("a server that adds MODSEQ to body responses has every chunk answered upstream, its MODSEQ kept", async () => {
     await using mock = await startMockImap({ messages: [clean], faults: { modseqInFetch: true } });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
