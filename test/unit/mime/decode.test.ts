@@ -47,6 +47,24 @@ describe("decodeBase64", () => {
     }
   });
 
+  test("bodies past the native size (1 MiB) decode the same, whatever the line width, cut or not", () => {
+    const data = pseudoRandom(2_600_000, 5);
+    const b64 = Buffer.from(data).toString("base64");
+    for (const width of [76, 75, 1001]) {
+      const text = enc(b64.replace(new RegExp(`.{${width}}`, "g"), "$&\r\n"));
+      for (const max of [Infinity, 1_500_000, data.length - 1]) {
+        const cap = Math.min(Math.ceil(text.length / 4) * 3, max + 1);
+        const lenient = decodeBase64Lenient(text, false, cap, new Uint8Array(cap + 3));
+        const got = decodeBase64(text, false, max);
+        expect({ width, max, equal: Buffer.from(got).equals(Buffer.from(lenient)), length: got.length }).toEqual({ width, max, equal: true, length: Math.min(data.length, max + 1) });
+      }
+    }
+    // Two encodings one after the other, the first one's padding anywhere: both decoded.
+    const second = pseudoRandom(1_200_001, 6);
+    const joined = enc(base64Lines(data.subarray(0, 1_100_002)) + base64Lines(second));
+    expect(Buffer.from(decodeBase64(joined)).equals(Buffer.concat([data.subarray(0, 1_100_002), second]))).toBe(true);
+  });
+
   test("EICAR hidden in base64 comes out whole", () => {
     expect(str(decodeBase64(enc(base64Lines(eicar()))))).toBe(EICAR_TEXT);
   });
