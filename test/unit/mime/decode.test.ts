@@ -47,7 +47,7 @@ describe("decodeBase64", () => {
     }
   });
 
-  test("bodies past the native size (1 MiB) decode the same, whatever the line width, cut or not", () => {
+  test("bodies of many native blocks decode the same, whatever the line width, cut or not", () => {
     const data = pseudoRandom(2_600_000, 5);
     const b64 = Buffer.from(data).toString("base64");
     for (const width of [76, 75, 1001]) {
