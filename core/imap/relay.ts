@@ -645,9 +645,10 @@ export class ImapRelay {
           continue;
         }
         if (!body && p.size > limits.maxMessageSize) throw new RelayAbort(`a ${p.size}-byte literal the proxy cannot relay in order`);
-        // A body to be held whole and scanned waits for its share of the proxy's memory first (the
-        // first one of a response: waiting again while holding could wait on itself).
-        if (body && !passable && !hold.release) hold.release = await this.o.holdBudget.acquire(p.size);
+        // A body to be held whole (to be scanned, or the proxy's own fetch of an original) waits for its
+        // share of the proxy's memory first (the first one of a response: waiting again while holding
+        // could wait on itself).
+        if (body && (!passable || own) && !hold.release) hold.release = await this.o.holdBudget.acquire(p.size);
         // A body that spans socket chunks is gathered into a reused buffer in shared memory (buffers.ts):
         // no fresh pages for each big message, and the scan worker reads it without a copy.
         const alloc = body ? (n: number) => { const b = messageBuffer(n); hold.buffers.push(b); return b; } : undefined;
