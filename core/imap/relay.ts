@@ -55,6 +55,14 @@ export interface RelayOptions {
   touch: () => void;
 }
 
+/** Where the server last said a message of the selected mailbox is (ImapRelay.placed). */
+interface Placed {
+  seq: number;
+  size: number | null;
+  seen: boolean;
+  seenEpoch: number;
+}
+
 /** What one FETCH response holds while it is judged: its share of the byte budget, and the buffers of its bodies. */
 interface Hold {
   release: (() => void) | null;
@@ -135,10 +143,13 @@ export class ImapRelay {
   private logoutSeen = false;
   private drainWaiters: (() => void)[] = [];
   /**
-   * UID → sequence number and RFC822.SIZE in the selected mailbox, as the server's FETCH responses last
-   * said; forgotten on any EXPUNGE or VANISHED (sequence numbers move) and when the mailbox changes.
+   * UID → sequence number, RFC822.SIZE and whether the server said \Seen (in the flagsEpoch it said
+   * so), as the server's FETCH responses last told; forgotten on any EXPUNGE or VANISHED (sequence
+   * numbers move) and when the mailbox changes.
    */
-  private readonly placed = new Map<number, { seq: number; size: number | null }>();
+  private readonly placed = new Map<number, Placed>();
+  /** Bumped by flags reported without a UID: which message they were is not known, so no \Seen is. */
+  private flagsEpoch = 0;
   /** Known-clean messages this session fetched whole for a chunked download (once each: see chunkingKnownClean). */
   private readonly fetchedWhole = new Set<number>();
   /** When a command of this session last completed upstream (performance.now()). */
@@ -358,9 +369,10 @@ export class ImapRelay {
    * A chunk answered from the copy alone, as the server answers it (Dovecot's order: UID, the other
    * items as asked, then the ranges; a range past the end is `{0}`), when nothing the server would add
    * can be missed: nothing is in flight, the server was heard from within NEWS_INTERVAL_MS, the request
-   * changes no flag (PEEK) and asks only for UID, RFC822.SIZE and whole-message ranges, and the
-   * message's sequence number and size are known from the server's own responses. A chunked download
-   * then costs the client's round trips to the proxy only, as direct ones cost it to the server.
+   * changes no flag (PEEK, or the message is \Seen already: Thunderbird's display fetches are not PEEK)
+   * and asks only for UID, RFC822.SIZE and whole-message ranges, and the message's sequence number
+   * and size are known from the server's own responses. A chunked download then costs the client's
+   * round trips to the proxy only, as direct ones cost it to the server.
    */
   private answerFromCopy(tag: string, req: FetchRequest, copy: { key: MessageKey; entry: CachedMessage }): boolean {
     if (req.modifiers !== "" || this.modseqs || this.inflight.length > 0 || this.responding) return false;
@@ -368,8 +380,11 @@ export class ImapRelay {
     const uid = copy.key.uid;
     const placed = this.placed.get(uid);
     if (!placed || placed.size === null) return false;
+    // A range that is not PEEK sets \Seen: answered here only once the server said the message has it,
+    // when its own answer would carry no FLAGS either (it reports flags that changed).
+    const seen = placed.seen && placed.seenEpoch === this.flagsEpoch;
     const ranges = req.names.filter((n) => n.kind !== "meta");
-    if (!ranges.every((n) => n.peek && n.section === "" && n.partial && Number.isFinite(n.partial.length))) return false;
+    if (!ranges.every((n) => (n.peek || seen) && n.section === "" && n.partial && Number.isFinite(n.partial.length))) return false;
     const meta = req.names.filter((n) => n.kind === "meta");
     if (!meta.every((n) => n.upper === "UID" || n.upper === "RFC822.SIZE")) return false;
     const { entry } = copy;
@@ -442,7 +457,7 @@ export class ImapRelay {
     if (this.fetchedWhole.has(uid) || size > this.o.limits.maxMessageSize || size + CACHE_ENTRY_OVERHEAD > this.o.cache.maxBytes) return false;
     const ranges = req.names.filter((n) => n.kind !== "meta");
     const range = ranges.length === 1 ? ranges[0]!.partial : null;
-    if (!range || ranges[0]!.section !== "" || !ranges[0]!.peek || range.origin === 0 || size - range.origin <= 2 * range.length) return false;
+    if (!range || ranges[0]!.section !== "" || range.origin === 0 || size - range.origin <= 2 * range.length) return false;
     const key = this.key(uid);
     const entry = this.lookup(key);
     return entry ? entry.verdict === "clean" && !entry.changed && entry.bytes.length === 0 : this.o.cleanIndex?.has({ ...key, size }) === true;
@@ -672,15 +687,20 @@ export class ImapRelay {
     this.write(...r.serialize({ head: !headWritten }));
   }
 
-  /** Remembers where a message is and how big the server says it is (answerFromCopy, prefetch). */
+  /** Remembers where a message is, how big and whether \Seen, as the server says (answerFromCopy, prefetch). */
   private place(r: FetchResponse): void {
     const uid = r.number("UID");
     if (r.items.some((it) => it.info.upper === "MODSEQ") && r.items.some((it) => it.literal !== null && it.info.kind !== "meta")) this.modseqs = true;
+    const flags = r.items.find((it) => it.info.upper === "FLAGS");
+    if (uid === null && flags) this.flagsEpoch++;
     if (uid === null || !this.selected) return;
-    const size = r.number("RFC822.SIZE") ?? this.placed.get(uid)?.size ?? null;
+    const was = this.placed.get(uid);
+    const size = r.number("RFC822.SIZE") ?? was?.size ?? null;
+    const seen = flags ? /\\Seen\b/i.test(flags.value.filter((v) => typeof v === "string").join("")) : was?.seen ?? false;
+    const seenEpoch = flags ? this.flagsEpoch : was?.seenEpoch ?? -1;
     this.placed.delete(uid);
     if (this.placed.size >= MAX_PLACED) this.placed.delete(this.placed.keys().next().value!);
-    this.placed.set(uid, { seq: r.seq, size });
+    this.placed.set(uid, { seq: r.seq, size, seen, seenEpoch });
   }
 
   /**

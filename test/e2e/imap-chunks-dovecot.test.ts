@@ -91,6 +91,25 @@ describe.skipIf(!have("dovecot"))("chunks from the proxy's copy, against Dovecot
     }
   });
 
+  test("display chunks (not PEEK) set \\Seen again after the flag was taken off, by UID or by sequence number", async () => {
+    await using a = await TestClient.connect(proxy.ports.imap);
+    await login(a, `alice/127.0.0.1:${dc.ports.imap}`);
+    const chunk = (tag: string, origin: number) => exchange(a, tag, `UID FETCH 2 (UID RFC822.SIZE BODY[]<${origin}.${CHUNK}>)`);
+    const flagsOf = (r: { lines: string[] }) => /FLAGS \(([^)]*)\)/.exec(r.lines[0]!)?.[1] ?? null;
+    expect((await exchange(a, "u", "UID STORE 2 -FLAGS (\\Seen)")).lines.at(-1)).toStartWith("u OK");
+    expect(flagsOf(await chunk("c0", 0))).toContain("\\Seen");
+    expect(flagsOf(await chunk("c1", CHUNK))).toBeNull(); // already \Seen: nothing to report
+    for (const store of ["UID STORE 2 -FLAGS (\\Seen)", "STORE 2 -FLAGS (\\Seen)"]) {
+      expect((await exchange(a, "s", store)).lines.at(-1)).toStartWith("s OK");
+      // The server is asked again: it sets the flag and says so.
+      expect(flagsOf(await chunk("c2", 2 * CHUNK))).toContain("\\Seen");
+      expect(flagsOf(await chunk("c3", 3 * CHUNK))).toBeNull();
+    }
+    await using other = await TestClient.connect(dc.ports.imap);
+    await login(other, "alice");
+    expect((await exchange(other, "f", "UID FETCH 2 FLAGS")).lines[0]).toContain("\\Seen");
+  });
+
   test("a message expunged by another session mid-download moves the sequence numbers of the chunks that follow", async () => {
     await using a = await TestClient.connect(proxy.ports.imap);
     await login(a, `alice/127.0.0.1:${dc.ports.imap}`);

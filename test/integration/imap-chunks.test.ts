@@ -176,6 +176,27 @@ describe("chunked downloads through the IMAP proxy", () => {
     expect(bodyCommands(mock.commands.flat().slice(before)).whole.length).toBe(1);
   });
 
+  test("Thunderbird's display chunks (not PEEK): the first sets \\Seen at the server, the rest come from the copy", async () => {
+    await using mock = await startMockImap({ messages: [clean] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
+    await using c = await TestClient.connect(proxy.ports.imap);
+    await login(c, mock.port);
+    const parts: Buffer[] = [];
+    const heads: string[] = [];
+    for (let origin = 0, k = 0; ; origin += CHUNK, k++) {
+      const r = await fetchOne(c, `t${k}`, `UID FETCH 1 (UID RFC822.SIZE BODY[]<${origin}.${CHUNK}>)`);
+      parts.push(r.literal);
+      heads.push(r.head);
+      if (r.literal.length < CHUNK) break;
+    }
+    expect(Buffer.concat(parts).equals(clean)).toBe(true);
+    // The server's own answer to the first: the flag it set, as it reports a change.
+    expect(heads[0]).toMatch(/^\* 1 FETCH \(UID 1 RFC822\.SIZE \d+ FLAGS \(\\Seen\) BODY\[\]<0> \{65536\}$/);
+    expect(heads.slice(1).every((h) => !/FLAGS/.test(h))).toBe(true);
+    const ranges = mock.commands.flat().filter((l) => / FETCH .*BODY(\.PEEK)?\[\]</i.test(l));
+    expect(ranges).toEqual([expect.stringMatching(/UID FETCH 1 \(UID RFC822\.SIZE BODY\[\]<0\.1>\)/)]);
+  });
+
   test("a server that adds MODSEQ to body responses has every chunk answered upstream, its MODSEQ kept", async () => {
     await using mock = await startMockImap({ messages: [clean], faults: { modseqInFetch: true } });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
