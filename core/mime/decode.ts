@@ -37,7 +37,7 @@ const NATIVE_BLOCK = 256 * 1024;
  * memory outside its heap: a 25 MB attachment raised the proxy's peak RSS by 18 MB. A minor
  * collection after every this many bytes of them keeps that to a few MB, and costs less than the
  * table loop would (25 MB: 16-24 ms natively with the collections, 52 ms in the loop). Only bodies
- * over this size pay it, and those are decoded on the scan workers.
+ * over this size pay it; in the proxy those are decoded on the scan workers, never the event loop.
  */
 const COLLECT_EVERY = 2 * 1024 * 1024;
 
