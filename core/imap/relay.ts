@@ -59,8 +59,8 @@ export interface RelayOptions {
 interface Placed {
   seq: number;
   size: number | null;
-  seen: boolean;
-  seenEpoch: number;
+  /** The flagsEpoch in which the server last said the message is \Seen; -1: it did not. */
+  seenIn: number;
 }
 
 /** What one FETCH response holds while it is judged: its share of the byte budget, and the buffers of its bodies. */
@@ -143,9 +143,8 @@ export class ImapRelay {
   private logoutSeen = false;
   private drainWaiters: (() => void)[] = [];
   /**
-   * UID → sequence number, RFC822.SIZE and whether the server said \Seen (in the flagsEpoch it said
-   * so), as the server's FETCH responses last told; forgotten on any EXPUNGE or VANISHED (sequence
-   * numbers move) and when the mailbox changes.
+   * UID → sequence number, RFC822.SIZE and \Seen, as the server's FETCH responses last told; forgotten
+   * on any EXPUNGE or VANISHED (sequence numbers move) and when the mailbox changes.
    */
   private readonly placed = new Map<number, Placed>();
   /** Bumped by flags reported without a UID: which message they were is not known, so no \Seen is. */
@@ -382,7 +381,7 @@ export class ImapRelay {
     if (!placed || placed.size === null) return false;
     // A range that is not PEEK sets \Seen: answered here only once the server said the message has it,
     // when its own answer would carry no FLAGS either (it reports flags that changed).
-    const seen = placed.seen && placed.seenEpoch === this.flagsEpoch;
+    const seen = placed.seenIn === this.flagsEpoch;
     const ranges = req.names.filter((n) => n.kind !== "meta");
     if (!ranges.every((n) => (n.peek || seen) && n.section === "" && n.partial && Number.isFinite(n.partial.length))) return false;
     const meta = req.names.filter((n) => n.kind === "meta");
@@ -505,6 +504,13 @@ export class ImapRelay {
     }
   }
 
+  /** The mailbox now selected (null: none); what was known of the previous one's messages goes. */
+  private select(mailbox: { mailbox: string; uidValidity: number | null } | null): void {
+    this.selected = mailbox;
+    this.placed.clear();
+    this.fetchedWhole.clear();
+  }
+
   /** One response from the server, relayed (or consumed); true when the relay is done. */
   private async response(seg: Segment): Promise<boolean> {
     const text = segmentText(seg);
@@ -556,15 +562,8 @@ export class ImapRelay {
     f.literalWait?.resolve("stop");
     this.lastHeard = performance.now();
     const status = /^\S+ (OK|NO|BAD)\b/i.exec(text)?.[1]?.toUpperCase();
-    if (f.mailbox !== undefined) {
-      this.selected = status === "OK" ? { mailbox: f.mailbox, uidValidity: f.uidValidity ?? null } : null;
-      this.placed.clear();
-      this.fetchedWhole.clear();
-    } else if ((f.verb === "CLOSE" || f.verb === "UNSELECT") && status === "OK") {
-      this.selected = null;
-      this.placed.clear();
-      this.fetchedWhole.clear();
-    }
+    if (f.mailbox !== undefined) this.select(status === "OK" ? { mailbox: f.mailbox, uidValidity: f.uidValidity ?? null } : null);
+    else if ((f.verb === "CLOSE" || f.verb === "UNSELECT") && status === "OK") this.select(null);
     if ((f.fetch || f.own) && status === "OK" && !seg.literal) this.fetchDone = text.slice(tag.length + 1);
     if (!f.own) {
       if (f.withheld && f.fetch && status === "OK") {
@@ -696,11 +695,11 @@ export class ImapRelay {
     if (uid === null || !this.selected) return;
     const was = this.placed.get(uid);
     const size = r.number("RFC822.SIZE") ?? was?.size ?? null;
-    const seen = flags ? /\\Seen\b/i.test(flags.value.filter((v) => typeof v === "string").join("")) : was?.seen ?? false;
-    const seenEpoch = flags ? this.flagsEpoch : was?.seenEpoch ?? -1;
+    const seen = flags && /\\Seen\b/i.test(flags.value.filter((v) => typeof v === "string").join(""));
+    const seenIn = flags ? (seen ? this.flagsEpoch : -1) : was?.seenIn ?? -1;
     this.placed.delete(uid);
     if (this.placed.size >= MAX_PLACED) this.placed.delete(this.placed.keys().next().value!);
-    this.placed.set(uid, { seq: r.seq, size, seen, seenEpoch });
+    this.placed.set(uid, { seq: r.seq, size, seenIn });
   }
 
   /**

@@ -144,4 +144,35 @@ describe.skipIf(!have("dovecot"))("chunks from the proxy's copy, against Dovecot
     }
     expect(Buffer.concat(parts).equals(Buffer.from(big(2)))).toBe(true);
   });
+
+  test("with QRESYNC the expunge comes as VANISHED, and the chunks that follow move too", async () => {
+    // After the test above: UID 2 is message 1, UID 3 message 2, known clean with no copy kept.
+    await using a = await TestClient.connect(proxy.ports.imap);
+    expect(await a.line()).toStartWith("* OK");
+    expect((await exchange(a, "a", `LOGIN "alice/127.0.0.1:${dc.ports.imap}" "alice-secret"`)).lines.at(-1)).toStartWith("a OK");
+    expect((await exchange(a, "q", "ENABLE QRESYNC")).lines.at(-1)).toStartWith("q OK");
+    expect((await exchange(a, "b", "SELECT INBOX")).lines.at(-1)).toStartWith("b OK");
+    const chunk = async (tag: string, origin: number) => exchange(a, tag, `UID FETCH 3 (UID RFC822.SIZE BODY.PEEK[]<${origin}.${CHUNK}>)`);
+    const parts: Buffer[] = [];
+    // The first chunk from the server; the second fetches the message whole, and the rest are cut from it.
+    for (const [k, origin] of [0, CHUNK].entries()) {
+      const r = await chunk(`c${k}`, origin);
+      expect(r.lines[0]).toStartWith("* 2 FETCH (UID 3 ");
+      parts.push(...r.literals);
+    }
+
+    await using other = await TestClient.connect(dc.ports.imap);
+    await login(other, "alice");
+    expect((await exchange(other, "s", "UID STORE 2 +FLAGS (\\Deleted)")).lines.at(-1)).toStartWith("s OK");
+    expect((await exchange(other, "e", "EXPUNGE")).lines.at(-1)).toStartWith("e OK");
+
+    expect((await exchange(a, "n", "NOOP")).lines).toContain("* VANISHED 2");
+    for (let origin = 2 * CHUNK, k = 2; ; origin += CHUNK, k++) {
+      const r = await chunk(`c${k}`, origin);
+      expect(r.lines.filter((l) => / FETCH /.test(l))[0]).toStartWith("* 1 FETCH (UID 3 ");
+      parts.push(...r.literals);
+      if (r.literals[0]!.length < CHUNK) break;
+    }
+    expect(Buffer.concat(parts).equals(Buffer.from(big(2)))).toBe(true);
+  });
 });

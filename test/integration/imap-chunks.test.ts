@@ -150,15 +150,22 @@ describe("chunked downloads through the IMAP proxy", () => {
   });
 
   test("a re-sync of a message known clean: the first chunk from the server, then the message once, the rest from it", async () => {
-    await using mock = await startMockImap({ messages: [clean, infected] });
+    // Three chunks: at its second, no more than two are left, not worth fetching it whole.
+    const short = Buffer.from(message(multipart("S", [
+      leaf({ headers: ["Content-Type: application/pdf", "Content-Transfer-Encoding: base64"], body: base64Lines(pseudoRandom(105_000, 9)) }),
+    ]), "\r\n", "short"), "latin1");
+    expect(short.length).toBeGreaterThan(2 * CHUNK);
+    expect(short.length).toBeLessThan(3 * CHUNK);
+    await using mock = await startMockImap({ messages: [clean, infected, short] });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
     {
       await using first = await TestClient.connect(proxy.ports.imap);
       await login(first, mock.port);
       expect((await chunked(first, 1)).joined.equals(clean)).toBe(true);
+      expect((await chunked(first, 3)).joined.equals(short)).toBe(true);
     }
     // The original was let go after its last chunk: only the verdict is left.
-    expect(proxy.service.messageCache!.bytes).toBeLessThan(clean.length);
+    expect(proxy.service.messageCache!.bytes).toBeLessThan(short.length);
     const before = mock.commands.flat().length;
     await using c = await TestClient.connect(proxy.ports.imap);
     await login(c, mock.port);
@@ -174,6 +181,12 @@ describe("chunked downloads through the IMAP proxy", () => {
     const third = await chunked(c, 1);
     expect(third.joined.equals(clean)).toBe(true);
     expect(bodyCommands(mock.commands.flat().slice(before)).whole.length).toBe(1);
+    // The short one is relayed chunk by chunk, as the server sends it.
+    const shortAgain = await chunked(c, 3);
+    expect(shortAgain.joined.equals(short)).toBe(true);
+    const after = bodyCommands(mock.commands.flat().slice(before));
+    expect(after.whole.length).toBe(1);
+    expect(after.ranges.filter((l) => / FETCH 3 /.test(l)).length).toBe(3);
   });
 
   test("Thunderbird's display chunks (not PEEK): the first sets \\Seen at the server, the rest come from the copy", async () => {

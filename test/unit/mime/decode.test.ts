@@ -59,10 +59,18 @@ describe("decodeBase64", () => {
         expect({ width, max, equal: Buffer.from(got).equals(Buffer.from(lenient)), length: got.length }).toEqual({ width, max, equal: true, length: Math.min(data.length, max + 1) });
       }
     }
-    // Two encodings one after the other, the first one's padding anywhere: both decoded.
+    // Two encodings one after the other, both decoded: the first one's padding inside a block (the
+    // native reader refuses it, the table decodes it), and padding that ends a block exactly (a block
+    // is 256 KiB of text: 196,607 bytes encode to 262,144 characters ending in "=").
     const second = pseudoRandom(1_200_001, 6);
     const joined = enc(base64Lines(data.subarray(0, 1_100_002)) + base64Lines(second));
     expect(Buffer.from(decodeBase64(joined)).equals(Buffer.concat([data.subarray(0, 1_100_002), second]))).toBe(true);
+    const first = data.subarray(0, 196_607);
+    const atBoundary = Buffer.from(first).toString("base64");
+    expect(atBoundary.length).toBe(256 * 1024);
+    expect(atBoundary.endsWith("=")).toBe(true);
+    const acrossBlocks = enc(atBoundary + Buffer.from(second).toString("base64"));
+    expect(Buffer.from(decodeBase64(acrossBlocks)).equals(Buffer.concat([first, second]))).toBe(true);
   });
 
   test("EICAR hidden in base64 comes out whole", () => {
