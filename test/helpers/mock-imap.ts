@@ -44,6 +44,11 @@ export interface MockImapFaults {
   cutEnvelope?: { uid: number; after: number };
   /** After NOOP's completion, this tagged line follows (answering no command). */
   strayTagged?: string;
+  /**
+   * After NOOP's completion an unsolicited response in two writes gapMs apart (`first` ending inside a
+   * literal, say); commands that arrive meanwhile are answered after `rest`, as a server answers them.
+   */
+  splitAfterNoop?: { first: string; rest: string; gapMs: number };
   /** LOGIN and AUTHENTICATE get no reply, only one byte of "* OK" every this many ms (a server stalling the login). */
   stallLogin?: number;
 }
@@ -442,6 +447,8 @@ interface Conn {
   upgraded: boolean;
   queue: Piece[];
   closing: boolean;
+  /** Commands wait while a response is being written in parts (splitAfterNoop). */
+  holding?: boolean;
   idleTimer?: ReturnType<typeof setTimeout>;
 }
 
@@ -676,6 +683,19 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
       states: ANY,
       run: (x) => {
         if (faults.strayTagged) setTimeout(() => send(x.c, [text(faults.strayTagged + "\r\n")]), 50);
+        const split = faults.splitAfterNoop;
+        if (split) {
+          const c = x.c;
+          c.holding = true;
+          setTimeout(() => {
+            send(c, [text(split.first)]);
+            setTimeout(() => {
+              send(c, [text(split.rest)]);
+              c.holding = false;
+              pump(c, c.sock);
+            }, split.gapMs);
+          }, 20);
+        }
         return "OK NOOP completed.";
       },
     },
@@ -840,7 +860,7 @@ export async function startMockImap(o: MockImapOptions = {}): Promise<MockImap> 
   };
 
   const pump = (c: Conn, s: Socket<Conn>) => {
-    while (!c.closing && c.sock === s) {
+    while (!c.closing && c.sock === s && !c.holding) {
       if (c.literalLeft > 0) {
         if (!c.buf) return;
         const take = c.buf.slice(0, c.literalLeft);

@@ -149,6 +149,32 @@ describe("chunked downloads through the IMAP proxy", () => {
     expect(next.at(-1)).toBe("c3 OK Fetch completed.");
   });
 
+  test("a chunk asked while the server's unsolicited response is half relayed waits for its end, never lands inside it", async () => {
+    // After NOOP the server writes `* LIST … {10}` and half of its literal, the rest 400 ms later.
+    const split = { first: '* LIST () "/" {10}\r\nINBOX', rest: ".Sent\r\n", gapMs: 400 };
+    await using mock = await startMockImap({ messages: [clean], faults: { splitAfterNoop: split } });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off" });
+    await using c = await TestClient.connect(proxy.ports.imap);
+    await login(c, mock.port);
+    const first = await fetchOne(c, "c0", `UID FETCH 1 (UID RFC822.SIZE BODY.PEEK[]<0.${CHUNK}>)`);
+    c.send("n NOOP");
+    expect((await c.untilTagged("n")).at(-1)).toStartWith("n OK");
+    await Bun.sleep(150); // the first half has reached the proxy and gone on to the client
+    c.send(`c1 UID FETCH 1 (UID RFC822.SIZE BODY.PEEK[]<${CHUNK}.${CHUNK}>)`);
+    // The LIST comes whole, then the chunk: what the client reads parses as the two responses.
+    expect(await c.line()).toBe('* LIST () "/" {10}');
+    expect((await c.bytes(10)).toString("latin1")).toBe("INBOX.Sent");
+    expect(await c.line()).toBe("");
+    const head = await c.line();
+    expect(head).toBe(`* 1 FETCH (UID 1 RFC822.SIZE ${clean.length} BODY[]<${CHUNK}> {${CHUNK}}`);
+    const second = await c.bytes(CHUNK);
+    expect(await c.line()).toBe(")");
+    expect((await c.line())).toStartWith("c1 OK");
+    expect(Buffer.concat([first.literal, second]).equals(clean.subarray(0, 2 * CHUNK))).toBe(true);
+    // Not answered from the copy meanwhile: it went to the server (for one byte) behind the response.
+    expect(bodyCommands(mock.commands.flat()).ranges.some((l) => l.includes(`<${CHUNK}.1>`))).toBe(true);
+  });
+
   test("a re-sync of a message known clean: the first chunk from the server, then the message once, the rest from it", async () => {
     // Three chunks: at its second, no more than two are left, not worth fetching it whole.
     const short = Buffer.from(message(multipart("S", [
