@@ -3,6 +3,7 @@
 // every write goes through the queue: partial writes are kept, drain writes more, end waits for empty.
 // Above the high-water mark the queue reports pressure so the producer (the other socket) pauses.
 import type { Socket, SocketHandler, TLSOptions } from "bun";
+import { noteReceived } from "./collect-pace.ts";
 
 export interface Sink {
   write(data: Uint8Array): number;
@@ -322,6 +323,7 @@ export class Channel {
     const turn = currentTurn();
     if (turn !== this.turn) { this.turn = turn; this.readThisTurn = 0; }
     this.readThisTurn += chunk.length;
+    noteReceived(chunk.length);
     if (this.readThisTurn >= TURN_READ_BYTES && !this.turnPaused) {
       // Bun reads a fast socket again and again (11 reads of 512 KB measured) before timers or any
       // other socket get a turn: one server sending 25 MB held up every session for 40 ms at a
