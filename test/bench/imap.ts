@@ -1,6 +1,6 @@
 // Benchmark: IMAP downloads from a real Dovecot, directly and through mailsentry (scanning on), in one
-// run: {bulk, chunked} × {plain, TLS on both legs} × {Bun client, python imaplib}, direct and proxied
-// interleaved, medians; then 1,000 concurrent sessions (900 in IDLE, 100 downloading). Prints wall
+// run: {bulk, chunked} × {plain, TLS on both legs} × {Bun client, python imaplib}, direct, through a
+// bare relay (relay-floor.ts, the floor of any proxy) and proxied, interleaved, medians; then 1,000 concurrent sessions (900 in IDLE, 100 downloading). Prints wall
 // times, ratios, the proxy's CPU seconds per 100 MB and its peak RSS; exits 1 when a target is missed.
 // Usage: bun test/bench/imap.ts   (MAILSENTRY_BIN selects the compiled binary; BENCH_RUNS, BENCH_MODES
 // e.g. "bun-tls-chunked,imaplib-plain-bulk", BENCH_LOAD=0 skips the load test, BENCH_PROFILE=DIR writes
@@ -13,6 +13,7 @@ import { sendControl } from "../../core/control.ts";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
 import { fetchMailbox, idle, imaplibFetch, type FetchStats, type IdleSession, type ImapTarget, type Shape } from "./imap-client.ts";
 import { bigMessage, infectedMessage, MB, mixedMessages } from "./mailbox.ts";
+import { startRelay } from "./relay-floor.ts";
 import { printThreads, proxyCommand, spawnProxy, threadDelta, type ProxyProcess } from "./proxy-process.ts";
 import { median, percentile } from "./stats.ts";
 
@@ -93,13 +94,15 @@ interface ModeResult {
   resyncCpuPer100MB: number;
   peakRssMB: number;
   withheld: string[];
+  /** The same download through a relay that only moves bytes (relay-floor.ts): what the hop alone costs. */
+  relayMs: number;
   /** Every run's wall time, for the spread. */
   directRuns: number[];
   proxiedRuns: number[];
 }
 
 async function measureMode(dir: string, dc: Dovecot, proxyCa: { pem: string; file: string }, mode: Mode, expectBytes: number): Promise<ModeResult> {
-  const d: number[] = [], p: number[] = [], r: number[] = [], cpu: number[] = [], rcpu: number[] = [], fresh: number[] = [];
+  const d: number[] = [], p: number[] = [], r: number[] = [], cpu: number[] = [], rcpu: number[] = [], fresh: number[] = [], floor: number[] = [];
   let rss = 0;
   const withheld = new Set<string>();
   const check = (what: string, s: FetchStats) => {
@@ -112,6 +115,12 @@ async function measureMode(dir: string, dc: Dovecot, proxyCa: { pem: string; fil
     check("direct", s);
     if (s.refused.length) throw new Error(`direct: Dovecot refused ${s.refused[0]}`);
     d.push(s.wallMs);
+  };
+  const relay = await startRelay(dc.host, mode.tls ? dc.ports.imaps : dc.ports.imap);
+  const runRelay = async () => {
+    const s = await download(mode.client, { ...direct(dc, "mixed", mode.tls), port: relay.port }, mode.shape);
+    check("relay", s);
+    floor.push(s.wallMs);
   };
   const runProxied = async () => {
     const proxy = await startProxy(dir, dc);
@@ -141,12 +150,17 @@ async function measureMode(dir: string, dc: Dovecot, proxyCa: { pem: string; fil
       await proxy.stop();
     }
   };
-  for (let i = 0; i < RUNS; i++) {
-    // Alternate which goes first, so a drift in the machine's load hits both sides alike.
-    if (i % 2 === 0) { await runDirect(); await runProxied(); } else { await runProxied(); await runDirect(); }
+  try {
+    for (let i = 0; i < RUNS; i++) {
+      // Rotate which goes first, so a drift in the machine's load hits all three alike.
+      const order = [runDirect, runRelay, runProxied];
+      for (let k = 0; k < order.length; k++) await order[(i + k) % order.length]!();
+    }
+  } finally {
+    await relay.stop();
   }
   return {
-    mode, directMs: median(d), proxiedMs: median(p), resyncMs: median(r),
+    mode, directMs: median(d), proxiedMs: median(p), resyncMs: median(r), relayMs: median(floor),
     cpuPer100MB: median(cpu), freshCpuPer100MB: median(fresh), resyncCpuPer100MB: median(rcpu), peakRssMB: rss, withheld: [...withheld],
     directRuns: d, proxiedRuns: p,
   };
@@ -157,7 +171,8 @@ function printMode(m: ModeResult): void {
   console.log(
     `${modeName(m.mode).padEnd(22)} direct ${m.directMs.toFixed(0).padStart(6)} ms  proxied ${m.proxiedMs.toFixed(0).padStart(6)} ms  ` +
     `ratio ${ratio.toFixed(2)} (target <= ${TARGET_RATIO})  proxy CPU ${m.cpuPer100MB.toFixed(2)} s/100 MB (a fresh proxy's first download ${m.freshCpuPer100MB.toFixed(2)})  | ` +
-    `re-sync ${m.resyncMs.toFixed(0)} ms ratio ${(m.resyncMs / m.directMs).toFixed(2)} CPU ${m.resyncCpuPer100MB.toFixed(2)} s/100 MB  | peak RSS ${m.peakRssMB.toFixed(0)} MB`,
+    `re-sync ${m.resyncMs.toFixed(0)} ms ratio ${(m.resyncMs / m.directMs).toFixed(2)} CPU ${m.resyncCpuPer100MB.toFixed(2)} s/100 MB  | ` +
+    `bare relay ${m.relayMs.toFixed(0)} ms ratio ${(m.relayMs / m.directMs).toFixed(2)}  | peak RSS ${m.peakRssMB.toFixed(0)} MB`,
   );
   if (m.withheld.length) console.log(`  withheld by the proxy (${m.withheld.length} distinct answers), e.g. ${m.withheld[0]}`);
 }
@@ -166,15 +181,17 @@ function printMode(m: ModeResult): void {
 function printTable(results: ModeResult[]): void {
   const range = (v: number[]) => `${Math.min(...v).toFixed(0)}-${Math.max(...v).toFixed(0)}`;
   const rows = [
-    ["mode", "direct ms", "proxied ms", "ratio", "CPU s/100MB", "direct range", "proxied range", "re-sync ms", "re-sync ratio", "re-sync CPU"],
+    ["mode", "direct ms", "proxied ms", "ratio", "CPU s/100MB", "direct range", "proxied range", "re-sync ms", "re-sync ratio", "re-sync CPU", "relay ms", "relay ratio"],
     ...results.map((m) => [
       modeName(m.mode), m.directMs.toFixed(0), m.proxiedMs.toFixed(0), (m.proxiedMs / m.directMs).toFixed(2), m.cpuPer100MB.toFixed(2),
       range(m.directRuns), range(m.proxiedRuns), m.resyncMs.toFixed(0), (m.resyncMs / m.directMs).toFixed(2), m.resyncCpuPer100MB.toFixed(2),
+      m.relayMs.toFixed(0), (m.relayMs / m.directMs).toFixed(2),
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log(`\nIMAP throughput, medians of ${RUNS} runs (proxied: a new proxy warmed on another mailbox of the same shape, then its first download of this one, scanning everything; ` +
-    `re-sync: same proxy again, all known clean); target ratio <= ${TARGET_RATIO}; CPU = proxy user+sys per 100 MB moved`);
+    `re-sync: same proxy again, all known clean; relay: a bare zero-copy relay, the floor of any proxy, no target); target ratio <= ${TARGET_RATIO}; ` +
+    `CPU = proxy user+sys per 100 MB moved`);
   for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
   for (const m of results) {
     const ratio = m.proxiedMs / m.directMs;

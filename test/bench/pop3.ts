@@ -1,7 +1,8 @@
 // Benchmark: POP3 downloads from a real Dovecot, directly and through mailsentry, in one run.
 // 1. Throughput: {Bun client, python poplib, curl, fetchmail} × {plain, POP3S on both legs}, scanning
-//    on, and pass-through (the server in excludedServers) for the first two; direct and proxied
-//    interleaved, medians; the ratio beside the proxy's own CPU seconds per 100 MB.
+//    on, and pass-through (the server in excludedServers) for the first two; direct, through a bare
+//    relay (relay-floor.ts, the floor of any proxy) and proxied, interleaved, medians; the ratio
+//    beside the proxy's own CPU seconds per 100 MB.
 // 2. One 25 MB message alone: the proxy's peak RSS, and how much longer than direct another
 //    session waits for a NOOP reply while the proxy holds and scans it.
 // 3. 500 sessions at once from a python asyncio client, 10 × 100 KB messages each: errors, latency,
@@ -16,6 +17,7 @@ import { join } from "node:path";
 import { startDovecot, type Dovecot } from "../helpers/dovecot.ts";
 import { bigMessage, MB, mixedMessages, sizedMessage } from "./mailbox.ts";
 import { asyncioLoad, bunDownload, curlDownload, fetchmailDownload, noopPinger, poplibDownload, type DownloadStats, type Pop3Target } from "./pop3-client.ts";
+import { startRelay } from "./relay-floor.ts";
 import { printThreads, proxyCommand, spawnProxy, threadDelta, type ProxyProcess } from "./proxy-process.ts";
 import { median, percentile } from "./stats.ts";
 
@@ -82,11 +84,13 @@ function download(dir: string, client: Client, t: Pop3Target, count: number): Pr
 
 // ---- 1. throughput ------------------------------------------------------------------------------------
 
-interface ModeResult { mode: Mode; direct: number[]; proxied: number[]; cpu: number[]; firstPassCpu: number }
+/** relay: the same download through a relay that only moves bytes (relay-floor.ts), what the hop alone costs. */
+interface ModeResult { mode: Mode; direct: number[]; proxied: number[]; relay: number[]; cpu: number[]; firstPassCpu: number }
 
 async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode, count: number): Promise<ModeResult> {
-  const r: ModeResult = { mode, direct: [], proxied: [], cpu: [], firstPassCpu: 0 };
+  const r: ModeResult = { mode, direct: [], proxied: [], relay: [], cpu: [], firstPassCpu: 0 };
   const proxy = await startProxy(dir, dc, mode.scan);
+  const relay = await startRelay("127.0.0.1", mode.tls ? dc.ports.pop3s : dc.ports.pop3);
   try {
     // Warm-ups, outside the medians: Dovecot's caches on this mailbox, and the proxy on another one
     // of the same shape (POP3 keeps no verdicts, so nothing carries over but the JIT and the heap a
@@ -105,6 +109,11 @@ async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode,
       check("direct", s);
       r.direct.push(s.wallMs);
     };
+    const runRelay = async () => {
+      const s = await download(dir, mode.client, { ...direct(dc, mode.client, "mixed", mode.tls), port: relay.port }, count);
+      check("relay", s);
+      r.relay.push(s.wallMs);
+    };
     const runProxied = async () => {
       const t0 = THREADS ? await proxy.threads() : null;
       const c0 = await proxy.cpuSeconds();
@@ -116,13 +125,15 @@ async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode,
       r.cpu.push((c1 - c0) / (reference.bytes / (100 * MB)));
     };
     for (let i = 0; i < RUNS; i++) {
-      // Alternate which goes first, so a drift in the machine's load hits both sides alike.
-      if (i % 2 === 0) { await runDirect(); await runProxied(); } else { await runProxied(); await runDirect(); }
+      // Rotate which goes first, so a drift in the machine's load hits all three alike.
+      const order = [runDirect, runRelay, runProxied];
+      for (let k = 0; k < order.length; k++) await order[(i + k) % order.length]!();
     }
   } catch (e) {
     throw new Error(`${(e as Error).message}\n-- proxy log (last lines):\n${proxy.logTail()}`);
   } finally {
     await proxy.stop();
+    await relay.stop();
   }
   return r;
 }
@@ -130,15 +141,16 @@ async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode,
 function printTable(results: ModeResult[]): void {
   const range = (v: number[]) => `${Math.min(...v).toFixed(0)}-${Math.max(...v).toFixed(0)}`;
   const rows = [
-    ["mode", "direct ms", "proxied ms", "ratio", "CPU s/100MB", "direct range", "proxied range", "CPU range"],
+    ["mode", "direct ms", "proxied ms", "ratio", "CPU s/100MB", "direct range", "proxied range", "CPU range", "relay ms", "relay ratio"],
     ...results.map((m) => [
       modeName(m.mode), median(m.direct).toFixed(0), median(m.proxied).toFixed(0), (median(m.proxied) / median(m.direct)).toFixed(2),
       median(m.cpu).toFixed(2), range(m.direct), range(m.proxied), `${Math.min(...m.cpu).toFixed(2)}-${Math.max(...m.cpu).toFixed(2)}`,
+      median(m.relay).toFixed(0), (median(m.relay) / median(m.direct)).toFixed(2),
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log(`\nPOP3 throughput, medians of ${RUNS} runs, direct and proxied interleaved; targets: ratio <= ${TARGET_RATIO}, ` +
-    `proxy CPU (user+sys per 100 MB moved) <= ${TARGET_SCAN_CPU} scanning, <= ${TARGET_PASS_CPU} pass-through`);
+    `proxy CPU (user+sys per 100 MB moved) <= ${TARGET_SCAN_CPU} scanning, <= ${TARGET_PASS_CPU} pass-through; relay: a bare zero-copy relay, the floor of any proxy (no target)`);
   for (const row of rows) console.log(row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
   for (const m of results) {
     const ratio = median(m.proxied) / median(m.direct);
