@@ -126,6 +126,8 @@ const EMPTY = new Uint8Array(0);
 const SPOOL_SLICE = 512 * 1024;
 /** Changed copies of spooled messages one session keeps (a chunked download needs its copy until done). */
 const MAX_BIG_COPIES = 2;
+/** A held copy (ImapRelay.held) unused this long is given up. */
+const HELD_IDLE_MS = 60_000;
 /**
  * Chunks answered from the copy alone (no upstream command) only while the server was last heard from
  * within this time: what it would have said with a chunk's response (new mail, flag changes) still
@@ -139,6 +141,14 @@ export class ImapRelay {
   private readonly inflight: InFlight[] = [];
   private selected: { mailbox: string; uidValidity: number | null } | null = null;
   private readonly bigCopies = new Map<string, CachedMessage>();
+  /**
+   * The copy a chunked download of this session is cut from, when the shared cache had no room for it
+   * (a copy bigger than the cache, or pushed out by other sessions between chunks): without it every
+   * chunk fetched and scanned the whole message again. Charged to the hold budget, only while half
+   * of it stays free, and given up at the download's last chunk, another message's copy, a mailbox
+   * change, the session's end, or HELD_IDLE_MS after its last use (a client gone quiet mid-download).
+   */
+  private held: { id: string; entry: CachedMessage; release: () => void; timer: ReturnType<typeof setTimeout> } | null = null;
   private stopped = false;
   private logoutSeen = false;
   private drainWaiters: (() => void)[] = [];
@@ -169,6 +179,7 @@ export class ImapRelay {
 
   stop(): void {
     this.stopped = true;
+    this.dropHeld();
     for (const f of this.inflight) f.literalWait?.resolve("stop");
   }
 
@@ -361,6 +372,7 @@ export class ImapRelay {
     const entry = usable(cached) ? cached! : fresh?.get(uid);
     if (!entry || !usable(entry)) return null;
     if (this.withholds(entry.verdict)) return null;
+    if (entry !== cached) this.hold(key, entry);
     return { key, entry };
   }
 
@@ -488,6 +500,14 @@ export class ImapRelay {
 
   /** Relays responses until LOGOUT completes or the relay stops; rejects on an upstream fault. */
   async run(): Promise<void> {
+    try {
+      await this.pump();
+    } finally {
+      this.dropHeld();
+    }
+  }
+
+  private async pump(): Promise<void> {
     const { server } = this.o;
     for (;;) {
       if (this.stopped && this.inflight.length === 0) return;
@@ -507,6 +527,7 @@ export class ImapRelay {
   /** The mailbox now selected (null: none); what was known of the previous one's messages goes. */
   private select(mailbox: { mailbox: string; uidValidity: number | null } | null): void {
     this.selected = mailbox;
+    this.dropHeld();
     this.placed.clear();
     this.fetchedWhole.clear();
   }
@@ -947,6 +968,7 @@ export class ImapRelay {
    */
   private releaseOriginal(copy: { key: MessageKey; entry: CachedMessage }, end: number): void {
     const { key, entry } = copy;
+    if (this.held?.entry === entry && end >= entry.size) this.dropHeld();
     if (entry.changed || entry.bytes.length === 0) return;
     if (end < entry.size || this.o.cache.get(key) !== entry) return;
     this.o.cache.put(key, { ...entry, bytes: EMPTY });
@@ -980,7 +1002,28 @@ export class ImapRelay {
     const id = messageKeyString(key);
     const big = this.bigCopies.get(id);
     if (big) { this.bigCopies.delete(id); this.bigCopies.set(id, big); } // most recent last
-    return big;
+    if (big || this.held?.id !== id) return big;
+    this.held.timer.refresh();
+    return this.held.entry;
+  }
+
+  /** Keeps a copy the cache could not for this session's next chunks (ImapRelay.held), if memory is to spare. */
+  private hold(key: MessageKey, entry: CachedMessage): void {
+    const id = messageKeyString(key);
+    if (this.held?.id === id && this.held.entry === entry) return;
+    this.dropHeld();
+    const release = this.o.holdBudget.tryAcquire(entry.bytes.length, this.o.holdBudget.limit / 2);
+    if (!release) return;
+    const timer = setTimeout(() => this.dropHeld(), HELD_IDLE_MS);
+    timer.unref();
+    this.held = { id, entry, release, timer };
+  }
+
+  private dropHeld(): void {
+    if (!this.held) return;
+    clearTimeout(this.held.timer);
+    this.held.release();
+    this.held = null;
   }
 
   private key(uid: number): MessageKey {

@@ -23,6 +23,21 @@ export class ByteBudget {
     if (this.waiting.length > 0 || this.used + want > this.limit) {
       await new Promise<void>((grant) => this.waiting.push({ n: want, grant }));
     } else this.used += want;
+    return this.releaser(want);
+  }
+
+  /**
+   * n bytes now, or null when someone waits or fewer than n + leave are free: for memory worth
+   * holding only while it is to spare, leaving room for the bodies that must be held.
+   */
+  tryAcquire(n: number, leave = 0): (() => void) | null {
+    const want = Math.max(0, n);
+    if (this.waiting.length > 0 || this.used + want + leave > this.limit) return null;
+    this.used += want;
+    return this.releaser(want);
+  }
+
+  private releaser(want: number): () => void {
     let released = false;
     return () => {
       if (released) return;

@@ -58,4 +58,25 @@ describe("ByteBudget", () => {
     expect(peak).toBeLessThanOrEqual(1000);
     expect(b.inUse).toBe(0);
   });
+  test("tryAcquire grants only what is to spare, leaving room, and never jumps the queue", async () => {
+    const b = new ByteBudget(100);
+    const r1 = b.tryAcquire(40, 50);
+    expect(r1).not.toBeNull();
+    expect(b.inUse).toBe(40);
+    expect(b.tryAcquire(20, 50)).toBeNull(); // 40 + 20 would leave fewer than 50 free
+    expect(b.tryAcquire(1_000)).toBeNull(); // over the whole budget: never granted this way
+    const held = await b.acquire(60);
+    const waiting = b.acquire(10);
+    expect(b.tryAcquire(0)).toBeNull(); // someone waits: no grant ahead of it
+    r1!();
+    r1!();
+    const r3 = await waiting;
+    expect(b.inUse).toBe(70);
+    held(); r3();
+    expect(b.inUse).toBe(0);
+    const r4 = b.tryAcquire(100);
+    expect(b.inUse).toBe(100);
+    r4!();
+    expect(b.inUse).toBe(0);
+  });
 });
