@@ -507,6 +507,7 @@ export class ImapRelay {
     }
   }
 
+  /** run()'s loop: one response at a time, in the order the server sent them. */
   private async pump(): Promise<void> {
     const { server } = this.o;
     for (;;) {
@@ -995,7 +996,7 @@ export class ImapRelay {
     return size !== null && (this.o.cleanIndex?.has({ ...key, size }) ?? false);
   }
 
-  /** The shared cache's entry, else a changed copy of a spooled message this session holds. */
+  /** The shared cache's entry, else a changed copy of a spooled message this session holds, else its held copy. */
   private lookup(key: MessageKey): CachedMessage | undefined {
     const hit = this.o.cache.get(key);
     if (hit) return hit;
