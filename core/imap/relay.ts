@@ -465,7 +465,9 @@ export class ImapRelay {
    * a message's start still gets it from the server.
    */
   private chunkingKnownClean(req: FetchRequest, uid: number, size: number): boolean {
-    if (this.fetchedWhole.has(uid) || size > this.o.limits.maxMessageSize || size + CACHE_ENTRY_OVERHEAD > this.o.cache.maxBytes) return false;
+    // Worth it only when the original can be kept for the rest: by the cache, or else by this session.
+    const keepable = size + CACHE_ENTRY_OVERHEAD <= this.o.cache.maxBytes || size <= this.heldRoom();
+    if (this.fetchedWhole.has(uid) || size > this.o.limits.maxMessageSize || !keepable) return false;
     const ranges = req.names.filter((n) => n.kind !== "meta");
     const range = ranges.length === 1 ? ranges[0]!.partial : null;
     if (!range || ranges[0]!.section !== "" || range.origin === 0 || size - range.origin <= 2 * range.length) return false;
@@ -1013,11 +1015,21 @@ export class ImapRelay {
     const id = messageKeyString(key);
     if (this.held?.id === id && this.held.entry === entry) return;
     this.dropHeld();
-    const release = this.o.holdBudget.tryAcquire(entry.bytes.length, this.o.holdBudget.limit / 2);
+    const release = this.o.holdBudget.tryAcquire(entry.bytes.length, this.heldLeave());
     if (!release) return;
     const timer = setTimeout(() => this.dropHeld(), HELD_IDLE_MS);
     timer.unref();
     this.held = { id, entry, release, timer };
+  }
+
+  /** What a held copy must leave of the hold budget for the bodies being scanned: half of it. */
+  private heldLeave(): number {
+    return this.o.holdBudget.limit / 2;
+  }
+
+  /** The biggest copy hold() would keep now. */
+  private heldRoom(): number {
+    return this.o.holdBudget.spare(this.heldLeave());
   }
 
   private dropHeld(): void {

@@ -32,9 +32,14 @@ export class ByteBudget {
    */
   tryAcquire(n: number, leave = 0): (() => void) | null {
     const want = Math.max(0, n);
-    if (this.waiting.length > 0 || this.used + want + leave > this.limit) return null;
+    if (this.waiting.length > 0 || want > this.spare(leave)) return null;
     this.used += want;
     return this.releaser(want);
+  }
+
+  /** What tryAcquire(n, leave) would grant now: the most n can be (0 while someone waits). */
+  spare(leave = 0): number {
+    return this.waiting.length > 0 ? 0 : Math.max(0, this.limit - this.used - leave);
   }
 
   private releaser(want: number): () => void {

@@ -69,6 +69,20 @@ async function chunked(c: TestClient, uid: number): Promise<{ joined: Buffer; ch
   return { joined: Buffer.concat(parts), chunks: parts.map((p) => p.length), size, heads };
 }
 
+/**
+ * A new session downloads message 1 (the clean one, four chunks or more) in chunks; what it got
+ * is checked, and the upstream body commands it caused are returned with the session.
+ */
+async function resyncClean(port: number, mock: { port: number; commands: string[][] }) {
+  const before = mock.commands.flat().length;
+  const c = await TestClient.connect(port);
+  await login(c, mock.port);
+  const again = await chunked(c, 1);
+  expect(again.joined.equals(clean)).toBe(true);
+  expect(again.chunks.length).toBeGreaterThanOrEqual(4);
+  return { c, before, sent: bodyCommands(mock.commands.flat().slice(before)), [Symbol.asyncDispose]: () => c[Symbol.asyncDispose]() };
+}
+
 /** The upstream commands that carry a whole-message body item, per kind. */
 function bodyCommands(lines: string[]): { whole: string[]; ranges: string[] } {
   const fetches = lines.filter((l) => / FETCH /i.test(l));
@@ -192,13 +206,8 @@ describe("chunked downloads through the IMAP proxy", () => {
     }
     // The original was let go after its last chunk: only the verdict is left.
     expect(proxy.service.messageCache!.bytes).toBeLessThan(short.length);
-    const before = mock.commands.flat().length;
-    await using c = await TestClient.connect(proxy.ports.imap);
-    await login(c, mock.port);
-    const again = await chunked(c, 1);
-    expect(again.joined.equals(clean)).toBe(true);
-    expect(again.chunks.length).toBeGreaterThanOrEqual(4);
-    const sent = bodyCommands(mock.commands.flat().slice(before));
+    await using resync = await resyncClean(proxy.ports.imap, mock);
+    const { c, before, sent } = resync;
     // The first chunk passes from the server as it is; the second shows a download: the message is
     // fetched whole once (not scanned again) and every later chunk is cut from it.
     expect(sent.ranges).toEqual([expect.stringMatching(new RegExp(`UID FETCH 1 \\(UID RFC822\\.SIZE BODY\\.PEEK\\[\\]<0\\.${CHUNK}>\\)`))]);
@@ -213,6 +222,22 @@ describe("chunked downloads through the IMAP proxy", () => {
     const after = bodyCommands(mock.commands.flat().slice(before));
     expect(after.whole.length).toBe(1);
     expect(after.ranges.filter((l) => / FETCH 3 /.test(l)).length).toBe(3);
+  });
+
+  test("a re-sync with a cache too small for the message: fetched whole once all the same, kept by the session for the rest", async () => {
+    await using mock = await startMockImap({ messages: [clean] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off", limits: { messageCacheSize: 1000 } });
+    {
+      await using first = await TestClient.connect(proxy.ports.imap);
+      await login(first, mock.port);
+      expect((await chunked(first, 1)).joined.equals(clean)).toBe(true);
+    }
+    await using resync = await resyncClean(proxy.ports.imap, mock);
+    // As with room in the cache: the first chunk from the server, the message whole once, the rest
+    // cut from it (before, each chunk was a round trip to the server).
+    const { sent } = resync;
+    expect(sent.ranges.length).toBe(1);
+    expect(sent.whole.length).toBe(1);
   });
 
   test("Thunderbird's display chunks (not PEEK): the first sets \\Seen at the server, the rest come from the copy", async () => {

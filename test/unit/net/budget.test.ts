@@ -63,11 +63,13 @@ describe("ByteBudget", () => {
     const r1 = b.tryAcquire(40, 50);
     expect(r1).not.toBeNull();
     expect(b.inUse).toBe(40);
+    expect(b.spare(50)).toBe(10);
     expect(b.tryAcquire(20, 50)).toBeNull(); // 40 + 20 would leave fewer than 50 free
     expect(b.tryAcquire(1_000)).toBeNull(); // over the whole budget: never granted this way
     const held = await b.acquire(60);
     const waiting = b.acquire(10);
     expect(b.tryAcquire(0)).toBeNull(); // someone waits: no grant ahead of it
+    expect(b.spare()).toBe(0);
     r1!();
     r1!();
     const r3 = await waiting;
