@@ -89,8 +89,8 @@ interface ModeResult { mode: Mode; direct: number[]; proxied: number[]; relay: n
 
 async function measureMode(dir: string, dc: Dovecot, caFile: string, mode: Mode, count: number): Promise<ModeResult> {
   const r: ModeResult = { mode, direct: [], proxied: [], relay: [], cpu: [], firstPassCpu: 0 };
-  const proxy = await startProxy(dir, dc, mode.scan);
   const relay = await startRelay("127.0.0.1", mode.tls ? dc.ports.pop3s : dc.ports.pop3);
+  const proxy = await startProxy(dir, dc, mode.scan).catch(async (e) => { await relay.stop(); throw e; });
   try {
     // Warm-ups, outside the medians: Dovecot's caches on this mailbox, and the proxy on another one
     // of the same shape (POP3 keeps no verdicts, so nothing carries over but the JIT and the heap a
