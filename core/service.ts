@@ -160,6 +160,8 @@ export class Service {
     return { bytes: c.bytes, peakBytes: c.peakBytes, maxBytes: c.maxBytes, entries: c.entries };
   }
   get config(): Config { return this.gen.config; }
+  /** Bytes of the hold budget granted now: held bodies and IMAP download copies (tests, status). */
+  get heldBytes(): number { return this.gen.holdBudget.inUse; }
 
   /** First bound port of a protocol (tests and status output). */
   port(protocol: Protocol): number | undefined {

@@ -126,8 +126,8 @@ const EMPTY = new Uint8Array(0);
 const SPOOL_SLICE = 512 * 1024;
 /** Changed copies of spooled messages one session keeps (a chunked download needs its copy until done). */
 const MAX_BIG_COPIES = 2;
-/** A held copy (ImapRelay.held) unused this long is given up. */
-const HELD_IDLE_MS = 60_000;
+/** A download copy (ImapRelay.downloadCopy) unused this long is given up. */
+const DOWNLOAD_COPY_IDLE_MS = 60_000;
 /**
  * Chunks answered from the copy alone (no upstream command) only while the server was last heard from
  * within this time: what it would have said with a chunk's response (new mail, flag changes) still
@@ -146,9 +146,9 @@ export class ImapRelay {
    * (a copy bigger than the cache, or pushed out by other sessions between chunks): without it every
    * chunk fetched and scanned the whole message again. Charged to the hold budget, only while half
    * of it stays free, and given up at the download's last chunk, another message's copy, a mailbox
-   * change, the session's end, or HELD_IDLE_MS after its last use (a client gone quiet mid-download).
+   * change, the session's end, or DOWNLOAD_COPY_IDLE_MS after its last use (a client gone quiet mid-download).
    */
-  private held: { id: string; entry: CachedMessage; release: () => void; timer: ReturnType<typeof setTimeout> } | null = null;
+  private downloadCopy: { id: string; entry: CachedMessage; release: () => void; timer: ReturnType<typeof setTimeout> } | null = null;
   private stopped = false;
   private logoutSeen = false;
   private drainWaiters: (() => void)[] = [];
@@ -179,7 +179,7 @@ export class ImapRelay {
 
   stop(): void {
     this.stopped = true;
-    this.dropHeld();
+    this.dropDownloadCopy();
     for (const f of this.inflight) f.literalWait?.resolve("stop");
   }
 
@@ -354,7 +354,8 @@ export class ImapRelay {
    * A chunked download (Thunderbird: `UID FETCH n (UID RFC822.SIZE BODY.PEEK[]<start.65536>)` until a
    * short chunk) of a message whose whole copy is cached: the chunks are cut from the copy, so the
    * server need not send the message a second time. Only for one UID whose body items are all such
-   * ranges; the copy is pinned for the command.
+   * ranges; the copy is pinned for the command, and one the cache could not keep (this command's
+   * prefetch made it) becomes the session's download copy for the next chunks.
    */
   private rangesFromCopy(req: FetchRequest, fresh: Map<number, CachedMessage> | null): { key: MessageKey; entry: CachedMessage } | null {
     if (this.o.filter === null || !req.uid) return null;
@@ -372,7 +373,7 @@ export class ImapRelay {
     const entry = usable(cached) ? cached! : fresh?.get(uid);
     if (!entry || !usable(entry)) return null;
     if (this.withholds(entry.verdict)) return null;
-    if (entry !== cached) this.hold(key, entry);
+    if (entry !== cached) this.keepDownloadCopy(key, entry);
     return { key, entry };
   }
 
@@ -466,7 +467,7 @@ export class ImapRelay {
    */
   private chunkingKnownClean(req: FetchRequest, uid: number, size: number): boolean {
     // Worth it only when the original can be kept for the rest: by the cache, or else by this session.
-    const keepable = size + CACHE_ENTRY_OVERHEAD <= this.o.cache.maxBytes || size <= this.heldRoom();
+    const keepable = size + CACHE_ENTRY_OVERHEAD <= this.o.cache.maxBytes || size <= this.downloadCopyRoom();
     if (this.fetchedWhole.has(uid) || size > this.o.limits.maxMessageSize || !keepable) return false;
     const ranges = req.names.filter((n) => n.kind !== "meta");
     const range = ranges.length === 1 ? ranges[0]!.partial : null;
@@ -505,7 +506,7 @@ export class ImapRelay {
     try {
       await this.pump();
     } finally {
-      this.dropHeld();
+      this.dropDownloadCopy();
     }
   }
 
@@ -530,7 +531,7 @@ export class ImapRelay {
   /** The mailbox now selected (null: none); what was known of the previous one's messages goes. */
   private select(mailbox: { mailbox: string; uidValidity: number | null } | null): void {
     this.selected = mailbox;
-    this.dropHeld();
+    this.dropDownloadCopy();
     this.placed.clear();
     this.fetchedWhole.clear();
   }
@@ -967,11 +968,12 @@ export class ImapRelay {
 
   /**
    * The last chunk of a kept original was served: the entry goes back to a bare verdict, so clean
-   * originals do not crowd the cache once their download is done (a changed copy stays).
+   * originals do not crowd the cache once their download is done (a changed copy stays). The
+   * session's download copy, changed or not, is given up then.
    */
   private releaseOriginal(copy: { key: MessageKey; entry: CachedMessage }, end: number): void {
     const { key, entry } = copy;
-    if (this.held?.entry === entry && end >= entry.size) this.dropHeld();
+    if (this.downloadCopy?.entry === entry && end >= entry.size) this.dropDownloadCopy();
     if (entry.changed || entry.bytes.length === 0) return;
     if (end < entry.size || this.o.cache.get(key) !== entry) return;
     this.o.cache.put(key, { ...entry, bytes: EMPTY });
@@ -998,45 +1000,45 @@ export class ImapRelay {
     return size !== null && (this.o.cleanIndex?.has({ ...key, size }) ?? false);
   }
 
-  /** The shared cache's entry, else a changed copy of a spooled message this session holds, else its held copy. */
+  /** The shared cache's entry, else a changed copy of a spooled message this session holds, else its download copy. */
   private lookup(key: MessageKey): CachedMessage | undefined {
     const hit = this.o.cache.get(key);
     if (hit) return hit;
     const id = messageKeyString(key);
     const big = this.bigCopies.get(id);
     if (big) { this.bigCopies.delete(id); this.bigCopies.set(id, big); } // most recent last
-    if (big || this.held?.id !== id) return big;
-    this.held.timer.refresh();
-    return this.held.entry;
+    if (big || this.downloadCopy?.id !== id) return big;
+    this.downloadCopy.timer.refresh();
+    return this.downloadCopy.entry;
   }
 
-  /** Keeps a copy the cache could not for this session's next chunks (ImapRelay.held), if memory is to spare. */
-  private hold(key: MessageKey, entry: CachedMessage): void {
+  /** Keeps a copy the cache could not for this session's next chunks (ImapRelay.downloadCopy), if memory is to spare. */
+  private keepDownloadCopy(key: MessageKey, entry: CachedMessage): void {
     const id = messageKeyString(key);
-    if (this.held?.id === id && this.held.entry === entry) return;
-    this.dropHeld();
-    const release = this.o.holdBudget.tryAcquire(entry.bytes.length, this.heldLeave());
+    if (this.downloadCopy?.id === id && this.downloadCopy.entry === entry) return;
+    this.dropDownloadCopy();
+    const release = this.o.holdBudget.tryAcquire(entry.bytes.length, this.downloadCopyLeave());
     if (!release) return;
-    const timer = setTimeout(() => this.dropHeld(), HELD_IDLE_MS);
+    const timer = setTimeout(() => this.dropDownloadCopy(), DOWNLOAD_COPY_IDLE_MS);
     timer.unref();
-    this.held = { id, entry, release, timer };
+    this.downloadCopy = { id, entry, release, timer };
   }
 
-  /** What a held copy must leave of the hold budget for the bodies being scanned: half of it. */
-  private heldLeave(): number {
+  /** What a download copy must leave of the hold budget for the bodies being scanned: half of it. */
+  private downloadCopyLeave(): number {
     return this.o.holdBudget.limit / 2;
   }
 
-  /** The biggest copy hold() would keep now. */
-  private heldRoom(): number {
-    return this.o.holdBudget.spare(this.heldLeave());
+  /** The biggest copy keepDownloadCopy() would keep now. */
+  private downloadCopyRoom(): number {
+    return this.o.holdBudget.spare(this.downloadCopyLeave());
   }
 
-  private dropHeld(): void {
-    if (!this.held) return;
-    clearTimeout(this.held.timer);
-    this.held.release();
-    this.held = null;
+  private dropDownloadCopy(): void {
+    if (!this.downloadCopy) return;
+    clearTimeout(this.downloadCopy.timer);
+    this.downloadCopy.release();
+    this.downloadCopy = null;
   }
 
   private key(uid: number): MessageKey {

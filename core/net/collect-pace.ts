@@ -6,7 +6,8 @@
 // Bun.gc(false) only asks: it returns at once (~0.02 ms) and the collection runs as the runtime
 // schedules it, almost always a young-generation one pausing 0.2–0.4 ms; the proxy's CPU per
 // 100 MB moved did not change in the POP3 and IMAP benches. 1 MiB cost the 500-session run CPU
-// (0.41–0.47 → 0.56 s per 100 MB) and latency (p99 14–36 → 67 ms); 4 MiB did not.
+// (0.41–0.47 → 0.56 s per 100 MB) and latency (p99 14–36 → 67 ms); 4 MiB did not. (The scan
+// workers pace the block strings of big base64 decodes themselves: core/mime/decode.ts.)
 
 const PACE_BYTES = 4 * 1024 * 1024;
 

@@ -224,6 +224,28 @@ describe("chunked downloads through the IMAP proxy", () => {
     expect(after.ranges.filter((l) => / FETCH 3 /.test(l)).length).toBe(3);
   });
 
+  test("a download copy is charged to the hold budget while its download runs: given back after the last chunk, and when the client goes mid-download", async () => {
+    await using mock = await startMockImap({ messages: [clean, infected] });
+    await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off", limits: { messageCacheSize: 1000 } });
+    const chunk = (uid: number, origin: number) => `UID FETCH ${uid} (UID RFC822.SIZE BODY.PEEK[]<${origin}.${CHUNK}>)`;
+    {
+      await using c = await TestClient.connect(proxy.ports.imap);
+      await login(c, mock.port);
+      await fetchOne(c, "a0", chunk(2, 0));
+      expect(proxy.service.heldBytes).toBe(infected.length);
+      // Another message's download: the first copy is given back, the new one charged.
+      await fetchOne(c, "b0", chunk(1, 0));
+      expect(proxy.service.heldBytes).toBe(clean.length);
+      for (let origin = CHUNK; origin < clean.length; origin += CHUNK) await fetchOne(c, `b${origin}`, chunk(1, origin));
+      expect(proxy.service.heldBytes).toBe(0);
+      await fetchOne(c, "d0", chunk(2, 0));
+      expect(proxy.service.heldBytes).toBe(infected.length);
+      // The client goes with the download half done.
+    }
+    for (let i = 0; i < 100 && proxy.service.heldBytes > 0; i++) await Bun.sleep(20);
+    expect(proxy.service.heldBytes).toBe(0);
+  });
+
   test("a re-sync with a cache too small for the message: fetched whole once all the same, kept by the session for the rest", async () => {
     await using mock = await startMockImap({ messages: [clean] });
     await using proxy = await startProxy({ allowedUpstreamPorts: [mock.port], upstreamTls: "off", limits: { messageCacheSize: 1000 } });
